@@ -1,0 +1,59 @@
+"""ferry's one error tree.
+
+Every layer raises these; drivers translate native errors (``rbd.*``, ``OSError``) at their
+boundary, chained with ``from exc``. The API maps classes to HTTP statuses in one table, the
+CLI to exit codes in one table::
+
+    FerryError
+    ├── NotFound             the named thing does not exist
+    ├── AlreadyExists        the name is taken
+    ├── InUse                has snapshots, children or a protected snapshot
+    ├── Conflict             the state forbids it now (e.g. unprotected snapshot as parent)
+    ├── InvalidRequest       malformed input
+    ├── Forbidden            the client's caps or key do not allow it (Ceph's EPERM)
+    ├── StorageFull          no space left on the cluster
+    ├── BackendUnavailable   the cluster cannot be reached
+    └── IntegrityError       stored data does not match its hash or references
+"""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Base of every error ferry raises on purpose."""
+
+
+class NotFound(FerryError):
+    """The named thing does not exist."""
+
+
+class AlreadyExists(FerryError):
+    """The name is taken."""
+
+
+class InUse(FerryError):
+    """The thing has snapshots, children or protected snapshots."""
+
+
+class Conflict(FerryError):
+    """The current state forbids the operation."""
+
+
+class InvalidRequest(FerryError):
+    """The request is malformed."""
+
+
+class Forbidden(FerryError):
+    """The client's key or caps do not allow this."""
+
+
+class StorageFull(FerryError):
+    """No space is left on the cluster."""
+
+
+class BackendUnavailable(FerryError):
+    """The cluster cannot be reached."""
+
+
+class IntegrityError(FerryError):
+    """Stored data does not match its hash or its references."""
