@@ -354,7 +354,7 @@ def test_caps_deny_unnamed_pools_for_every_verb(cluster: Cluster, external: Clus
         "clone": lambda: external.clone(snap_of(parent), "backups", unique()),
     }
     for verb, attempt in attempts.items():
-        with pytest.raises(Forbidden, match="backups.*not permitted"):
+        with pytest.raises(Forbidden, match=r"backups.*not permitted"):
             attempt()
         print("refused as expected:", verb)
     assert denied.name in cluster.list_images("backups")  # nothing was touched

@@ -25,8 +25,7 @@ app.add_typer(snap_app, name="snap")
 app.add_typer(auth_app, name="auth")
 app.add_typer(lock_app, name="lock")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,9 @@ def init(
     target = _target(ctx)
     keyring = EmbeddedCluster.init(Path(target.cluster), name)
     with _cluster(ctx) as cluster:
-        out.print(f"cluster {cluster.name} fsid {cluster.fsid}")
-    out.print(f"pools: {', '.join(cluster.list_pools())}")
-    out.print(f"admin keyring: {keyring}")
+        typer.echo(f"cluster {cluster.name} fsid {cluster.fsid}")
+    typer.echo(f"pools: {', '.join(cluster.list_pools())}")
+    typer.echo(f"admin keyring: {keyring}")
 
 
 @app.command("ls")
@@ -145,10 +144,10 @@ def ls(
     """List the block images of a pool."""
     with _cluster(ctx) as cluster:
         if long:
-            out.print(ops.render_ls(ops.ls_long(cluster, pool)))
+            typer.echo(ops.render_ls(ops.ls_long(cluster, pool)))
         else:
             for name in cluster.list_images(pool):
-                out.print(name)
+                typer.echo(name)
 
 
 @app.command()
@@ -175,7 +174,7 @@ def import_(
     s = ImageSpec.parse(spec)
     with _cluster(ctx) as cluster, _progress(path.stat().st_size, f"import {s}") as step:
         moved = ops.import_file(cluster, path, s, order=order, progress=step)
-    out.print(
+    typer.echo(
         f"imported {ops.format_size(moved.size)} into {s}: "
         f"{ops.format_size(moved.written)} of data stored"
     )
@@ -193,7 +192,7 @@ def export(
         _progress(image.stat().size, f"export {spec}") as step,
     ):
         moved = ops.export_file(image, path, progress=step)
-    out.print(f"exported {ops.format_size(moved.size)} to {path}")
+    typer.echo(f"exported {ops.format_size(moved.size)} to {path}")
 
 
 @app.command()
@@ -231,7 +230,7 @@ def info(ctx: typer.Context, spec: Annotated[str, typer.Argument(help="POOL/NAME
     if st.parent:
         lines += [f"	parent: {st.parent}", f"	overlap: {ops.format_size(st.parent.overlap)}"]
     lines += [f"	locked by: client.{lk.client} cookie {lk.cookie}" for lk in st.lockers]
-    out.print("\n".join(lines))
+    typer.echo("\n".join(lines))
 
 
 @app.command()
@@ -259,7 +258,7 @@ def children(ctx: typer.Context, spec: SnapSpec) -> None:
     s = _snap_spec(spec)
     with _image(ctx, f"{s.pool}/{s.name}") as image:
         for child in image.children(s.snap or ""):
-            out.print(str(child))
+            typer.echo(str(child))
 
 
 @app.command()
@@ -279,7 +278,7 @@ def diff(
         ]
     w = [max(len(r[i]) for r in rows) for i in range(2)]
     for r in rows:
-        out.print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]}")
+        typer.echo(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]}")
 
 
 @app.command()
@@ -287,7 +286,7 @@ def du(ctx: typer.Context, spec: Spec) -> None:
     """Provisioned and used size (used counts only data written into this image)."""
     with _image(ctx, spec) as image:
         provisioned, used = ops.du(image)
-    out.print(
+    typer.echo(
         f"NAME  PROVISIONED  USED\n{spec}  {ops.format_size(provisioned)}  {ops.format_size(used)}"
     )
 
@@ -297,10 +296,10 @@ def check(ctx: typer.Context) -> None:
     """Verify every chunk's hash and every reference; report, never repair."""
     report = _target(ctx).embedded().check()
     for note in report.notes:
-        out.print(f"note: {note}")
+        typer.echo(f"note: {note}")
     for error in report.errors:
-        err.print(f"[red]error:[/] {error}")
-    out.print(
+        err.print(f"error: {error}", style="red")
+    typer.echo(
         f"checked {report.images} block images, {report.chunks} chunks: "
         + ("clean" if report.ok else f"{len(report.errors)} error(s)")
     )
@@ -312,7 +311,7 @@ def check(ctx: typer.Context) -> None:
 def gc(ctx: typer.Context) -> None:
     """Remove chunks and files that nothing references."""
     r = _target(ctx).embedded().gc()
-    out.print(
+    typer.echo(
         f"removed {r.chunks} chunks, {r.segments} segments, {r.other} other files; "
         f"freed {ops.format_size(r.bytes_freed)}"
     )
@@ -332,9 +331,9 @@ def snap_ls(ctx: typer.Context, spec: Spec) -> None:
     """List snapshots."""
     with _image(ctx, spec) as image:
         snaps = image.list_snaps()
-    out.print(f"{'SNAPID':>6}  {'NAME':<24} {'SIZE':>10}  PROTECTED")
+    typer.echo(f"{'SNAPID':>6}  {'NAME':<24} {'SIZE':>10}  PROTECTED")
     for sn in snaps:
-        out.print(
+        typer.echo(
             f"{sn.id:>6}  {sn.name:<24} {ops.format_size(sn.size):>10}  "
             f"{'yes' if sn.protected else ''}"
         )
@@ -368,7 +367,7 @@ def lock_ls(ctx: typer.Context, spec: Spec) -> None:
     """Show who holds the lock."""
     with _image(ctx, spec) as image:
         for lk in image.stat().lockers:
-            out.print(f"client.{lk.client}  {lk.cookie}  {lk.address}")
+            typer.echo(f"client.{lk.client}  {lk.cookie}  {lk.address}")
 
 
 @lock_app.command("rm")
@@ -398,22 +397,22 @@ def auth_add(
         .embedded()
         .auth_add(entity, dict(zip(pairs[::2], pairs[1::2], strict=True)), key)
     )
-    out.print(format_keyring([added]), end="")
+    typer.echo(format_keyring([added]), nl=False)
 
 
 @auth_app.command("ls")
 def auth_ls(ctx: typer.Context) -> None:
     """List clients and their caps (keys are not shown)."""
     for c in _target(ctx).embedded().auth_ls():
-        out.print(c.entity)
+        typer.echo(c.entity)
         for svc, cap in sorted(c.caps.items()):
-            out.print(f"\tcaps: [{svc}] {cap}")
+            typer.echo(f"\tcaps: [{svc}] {cap}")
 
 
 @auth_app.command("get")
 def auth_get(ctx: typer.Context, entity: str) -> None:
     """Print a client's keyring."""
-    out.print(format_keyring([_target(ctx).embedded().auth_get(entity)]), end="")
+    typer.echo(format_keyring([_target(ctx).embedded().auth_get(entity)]), nl=False)
 
 
 @auth_app.command("del")

@@ -47,5 +47,6 @@ def main() -> None:
     try:
         app()
     except errors.FerryError as exc:
-        Console(stderr=True).print(f"[red]ferry: error:[/] {exc}", highlight=False)
+        console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        console.print(f"ferry: error: {exc}", style="red")
         sys.exit(exit_code(exc))

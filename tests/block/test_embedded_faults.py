@@ -1,0 +1,251 @@
+"""Crash, corruption and concurrency tests of the embedded cluster.
+
+A crash is a real process death: a forked child runs one operation and ``os._exit``s at the
+Nth durable step (before a rename, a directory fsync or an unlink). The parent then checks
+that the cluster is clean and in the old or the new state, never a mix. This kills the
+process, not the machine: data already written but not fsynced survives here, so the test
+proves the ordering and the single commit point, not the disk's flush behaviour.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ferry.block import ImageSpec
+from ferry.block.embedded import EmbeddedCluster
+from ferry.block.embedded.disk import Step
+
+MiB = 1 << 20
+OBJ = 4 * MiB
+CRASHED = 70
+Op = Callable[[EmbeddedCluster], None]
+State = Callable[[EmbeddedCluster], object]
+
+
+def crash_at(n: int) -> Step:
+    count = 0
+
+    def step(label: str) -> None:
+        nonlocal count
+        count += 1
+        if count == n:
+            os._exit(CRASHED)
+
+    return step
+
+
+def run_crashing(root: Path, op: Op, n: int) -> bool:
+    """Run ``op`` in a child that dies at durable step ``n``; True if it died."""
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            op(EmbeddedCluster.connect(root, step=crash_at(n)))
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code in (0, CRASHED), f"operation failed at step {n} with exit {code}"
+    return code == CRASHED
+
+
+def crash_every_step(root: Path, op: Op, state: State) -> tuple[object, list[object], object]:
+    """Crash ``op`` at step 1, 2, ... until it completes, restoring the cluster each time.
+
+    Returns the state before, the state after each crash (each time ``check`` was clean),
+    and the state after the complete run.
+    """
+    pristine = root.parent / "pristine"
+    shutil.copytree(root, pristine)
+    before = state(EmbeddedCluster.connect(root))
+    crashed: list[object] = []
+    for n in itertools.count(1):
+        shutil.rmtree(root)
+        shutil.copytree(pristine, root)
+        died = run_crashing(root, op, n)
+        cluster = EmbeddedCluster.connect(root)
+        report = cluster.check()
+        assert report.ok, f"crash at step {n}: {report.errors}"
+        if not died:
+            return before, crashed, state(cluster)
+        crashed.append(state(cluster))
+    raise AssertionError("unreachable")
+
+
+def assert_crash_safe(root: Path, op: Op, state: State) -> None:
+    """Every crash leaves the old state or the new one, never a mix."""
+    before, crashed, after = crash_every_step(root, op, state)
+    assert before != after
+    assert len(crashed) >= 2, "the operation has too few durable steps to be tested"
+    for n, got in enumerate(crashed, 1):
+        assert got in (before, after), f"crash at step {n} left a state that is neither"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "c"
+    EmbeddedCluster.init(root, "central")
+    c = EmbeddedCluster.connect(root)
+    c.create("images", "base", 16 * MiB)
+    with c.open(ImageSpec("images", "base")) as image:
+        image.write(0, b"\x11" * OBJ)
+        image.write(2 * OBJ, b"\x22" * OBJ)
+        image.create_snap("snap")
+        image.protect_snap("snap")
+    c.clone(ImageSpec("images", "base", "snap"), "vms", "disk")
+    return root
+
+
+def content(spec: ImageSpec) -> State:
+    def state(c: EmbeddedCluster) -> object:
+        if spec.name not in c.list_images(spec.pool):
+            return None
+        with c.open(spec) as image:
+            st = image.stat()
+            return (image.read(0, st.size), st.parent, [s.name for s in image.list_snaps()])
+
+    return state
+
+
+def with_children(inner: State) -> State:
+    def state(c: EmbeddedCluster) -> object:
+        with c.open(ImageSpec("images", "base")) as image:
+            kids = [str(k) for k in image.children("snap")]
+        return (inner(c), kids)
+
+    return state
+
+
+def test_crash_during_write(root: Path) -> None:
+    def op(c: EmbeddedCluster) -> None:
+        with c.open(ImageSpec("images", "base")) as image:
+            image.write(OBJ - 10, b"\x33" * (2 * OBJ))  # three objects, two chunks, a segment
+
+    assert_crash_safe(root, op, content(ImageSpec("images", "base")))
+
+
+def test_crash_during_snapshot(root: Path) -> None:
+    def op(c: EmbeddedCluster) -> None:
+        with c.open(ImageSpec("images", "base")) as image:
+            image.create_snap("s2")
+
+    assert_crash_safe(root, op, content(ImageSpec("images", "base")))
+
+
+def test_crash_during_clone(root: Path) -> None:
+    def op(c: EmbeddedCluster) -> None:
+        c.clone(ImageSpec("images", "base", "snap"), "volumes", "volume-1")
+
+    assert_crash_safe(root, op, with_children(content(ImageSpec("volumes", "volume-1"))))
+
+
+def test_crash_during_flatten(root: Path) -> None:
+    disk = ImageSpec("vms", "disk")
+    cluster = EmbeddedCluster.connect(root)
+    with cluster.open(disk) as image:
+        image.write(100, b"own")
+
+    def op(c: EmbeddedCluster) -> None:
+        with c.open(disk) as image:
+            image.flatten()
+
+    assert_crash_safe(root, op, with_children(content(disk)))
+
+
+def test_crash_during_remove(root: Path) -> None:
+    def op(c: EmbeddedCluster) -> None:
+        c.remove("vms", "disk")
+
+    assert_crash_safe(root, op, with_children(content(ImageSpec("vms", "disk"))))
+
+
+# --- corruption ---------------------------------------------------------------------------
+def _chunk_files(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "chunks").rglob("*") if p.is_file())
+
+
+def test_check_reports_a_flipped_byte(root: Path) -> None:
+    cluster = EmbeddedCluster.connect(root)
+    assert cluster.check().ok
+    victim = _chunk_files(root)[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    report = cluster.check()
+    assert not report.ok
+    assert any(victim.name in e and "does not match" in e for e in report.errors)
+    assert victim.read_bytes() == bytes(data)  # check reports; it never repairs
+
+
+def test_check_reports_a_missing_chunk_and_a_broken_segment(root: Path) -> None:
+    cluster = EmbeddedCluster.connect(root)
+    gone = _chunk_files(root)[0]
+    gone.unlink()
+    assert any(gone.name in e and "is missing" in e for e in cluster.check().errors)
+    segment = next(p for p in (root / "meta").rglob("*") if p.is_file())
+    segment.write_bytes(segment.read_bytes().replace(b"{", b"[", 1))
+    assert any(segment.name in e for e in cluster.check().errors)
+
+
+def test_gc_removes_only_unreferenced_chunks(root: Path) -> None:
+    cluster = EmbeddedCluster.connect(root)
+    base = ImageSpec("images", "base")
+    with cluster.open(base) as image:
+        image.create_snap("old")
+        image.write(3 * OBJ, b"\x44" * OBJ)  # referenced by head only
+        image.remove_snap("old")
+        image.write(OBJ, b"\x55" * OBJ)
+        image.write(OBJ, b"\x66" * OBJ)  # the \x55 chunk is now garbage
+    images = [("images", "base"), ("images", "base@snap"), ("vms", "disk")]
+    before = {s: _read_all(cluster, s) for s in images}
+    chunks_before = len(_chunk_files(root))
+    report = cluster.gc()
+    assert report.chunks == 1 and report.segments >= 1
+    assert len(_chunk_files(root)) == chunks_before - 1
+    assert {s: _read_all(cluster, s) for s in images} == before
+    after = cluster.check()
+    assert after.ok and after.notes == []
+    assert cluster.gc().chunks == 0  # nothing left to collect
+
+
+def _read_all(cluster: EmbeddedCluster, where: tuple[str, str]) -> bytes:
+    pool, rest = where
+    name, _, snap = rest.partition("@")
+    with cluster.open(ImageSpec(pool, name, snap or None)) as image:
+        return image.read(0, image.stat().size)
+
+
+# --- two writers ------------------------------------------------------------------------
+def _writer(root: str, which: int, rounds: int) -> None:
+    cluster = EmbeddedCluster.connect(Path(root))
+    with cluster.open(ImageSpec("images", "shared")) as image:
+        for r in range(rounds):
+            # Both processes write into the same objects, at different offsets: a
+            # read-modify-write without the image lock would lose the other's update.
+            image.write(r * OBJ + which * 4096, bytes([which + 1]) * 4096)
+
+
+def test_two_processes_writing_one_image_do_not_corrupt_it(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    EmbeddedCluster.init(root, "central")
+    cluster = EmbeddedCluster.connect(root)
+    rounds = 24
+    cluster.create("images", "shared", rounds * OBJ)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(root), w, rounds)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with cluster.open(ImageSpec("images", "shared")) as image:
+        for r in range(rounds):
+            assert image.read(r * OBJ, 8192) == b"\x01" * 4096 + b"\x02" * 4096, f"object {r}"
+    assert cluster.check().ok
