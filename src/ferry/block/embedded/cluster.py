@@ -303,7 +303,8 @@ class EmbeddedCluster:
         return maintenance.gc(self.layout)
 
     def close(self) -> None:
-        """Nothing is held between calls; present for the protocol."""
+        """Stop the chunk writer threads; nothing else is held between calls."""
+        self.layout.close()
 
     def __enter__(self) -> EmbeddedCluster:
         return self

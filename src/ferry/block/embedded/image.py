@@ -110,7 +110,7 @@ class EmbeddedImage:
                     f"(size {view.size})"
                 )
             osz = view.object_size
-            changes: dict[int, str | None] = {}
+            objects: dict[int, bytes] = {}
             for idx in range(offset // osz, -(-end // osz)):
                 start = idx * osz
                 lo, hi = max(offset, start), min(end, start + osz, view.size)
@@ -120,7 +120,8 @@ class EmbeddedImage:
                 else:  # partial: merge with the current content (copy-up from a parent)
                     old = self._layout.read_object(view, idx)[: min(osz, view.size - start)]
                     obj = old[: lo - start] + bytes(piece) + old[hi - start :]
-                changes[idx] = self._layout.new_entry(view, idx, obj, c.dirty)
+                objects[idx] = obj
+            changes = self._layout.new_entries(view, objects, c.dirty)
             c.header = c.header.with_head(
                 segments=self._layout.update_segments(view, changes, c.dirty)
             )

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
@@ -39,6 +40,7 @@ from ferry.errors import IntegrityError, NotFound
 
 CLIPPED: Final = "clipped"  # object_ref: the object's data is cut by an overlap; no chunk as-is
 _SEGMENT_CACHE = 256
+_WRITERS = 4  # chunk writers per cluster handle: enough to overlap hashing, writes and fsyncs
 
 
 class Layout:
@@ -51,6 +53,7 @@ class Layout:
         self.meta = ContentStore(root / "meta", disk, sparse=False)
         self._segments: dict[str, Segment] = {}
         self._parents: dict[tuple[str, str, int], View] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- paths -------------------------------------------------------------------------
     def pool_dir(self, pool: str) -> Path:
@@ -237,6 +240,26 @@ class Layout:
                 if (i + 1) * osz <= view.parent.overlap or not is_zero(self.read_object(view, i)):
                     found.add(i)
         return found
+
+    def new_entries(
+        self, view: View, objects: dict[int, bytes], dirty: set[Path]
+    ) -> dict[int, str | None]:
+        """``new_entry`` for many objects, stored in parallel: hashing and file writes
+        release the GIL, so one write call keeps both cores and the disk busy."""
+        if len(objects) == 1:
+            ((idx, data),) = objects.items()
+            return {idx: self.new_entry(view, idx, data, dirty)}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="ferry-chunk")
+        futures = {
+            i: self._pool.submit(self.new_entry, view, i, d, dirty) for i, d in objects.items()
+        }
+        return {i: f.result() for i, f in futures.items()}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def new_entry(self, view: View, idx: int, data: bytes, dirty: set[Path]) -> str | None:
         """Store one object's new content; the segment entry to record for it."""
