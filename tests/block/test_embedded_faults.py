@@ -13,14 +13,16 @@ import itertools
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ferry.block import ImageSpec
+from ferry.block import ImageSpec, ops
 from ferry.block.embedded import EmbeddedCluster
 from ferry.block.embedded.disk import Step
+from ferry.errors import StorageFull
 
 MiB = 1 << 20
 OBJ = 4 * MiB
@@ -249,3 +251,40 @@ def test_two_processes_writing_one_image_do_not_corrupt_it(tmp_path: Path) -> No
         for r in range(rounds):
             assert image.read(r * OBJ, 8192) == b"\x01" * 4096 + b"\x02" * 4096, f"object {r}"
     assert cluster.check().ok
+
+
+# --- a full disk ----------------------------------------------------------------------------
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB filesystem (tmpfs), so writes fail with ENOSPC as on a full disk."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(tiny_fs: Path, tmp_path: Path) -> None:
+    EmbeddedCluster.init(tiny_fs / "c", "edge")
+    cluster = EmbeddedCluster.connect(tiny_fs / "c")
+    keep = ImageSpec("images", "keep")
+    cluster.create(keep.pool, keep.name, 8 * MiB)
+    with cluster.open(keep) as image:
+        image.write(0, b"\x5a" * OBJ)
+    big = tmp_path / "big.raw"
+    big.write_bytes(os.urandom(48 * MiB))  # twice what the disk holds
+    with pytest.raises(StorageFull, match="no space left"):
+        ops.import_file(cluster, big, ImageSpec("images", "big"))
+    assert cluster.list_images("images") == ["keep"]  # the failed import was removed
+    with cluster.open(keep) as image:
+        assert image.read(0, OBJ) == b"\x5a" * OBJ
+    assert cluster.check().ok
+    cluster.gc()  # frees the orphaned chunks: the disk is usable again
+    cluster.create("images", "after", MiB)
+    with cluster.open(ImageSpec("images", "after")) as image:
+        image.write(0, b"ok")

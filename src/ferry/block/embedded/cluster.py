@@ -20,7 +20,7 @@ from ferry.block.auth import (
     write_keyring,
 )
 from ferry.block.embedded import maintenance
-from ferry.block.embedded.disk import TMP_MARK, Disk, Step, translate
+from ferry.block.embedded.disk import TMP_MARK, Disk, Step
 from ferry.block.embedded.header import Header, ParentLink, View
 from ferry.block.embedded.image import EmbeddedImage
 from ferry.block.embedded.layout import Layout
@@ -160,13 +160,7 @@ class EmbeddedCluster:
         with self.layout.shared(), self.layout.image_lock(pool, name):
             if self.layout.exists(pool, name):
                 raise AlreadyExists(f"block image {pool}/{name} already exists")
-            self._commit(pool, name, header)
-
-    def _commit(self, pool: str, name: str, header: Header) -> None:
-        try:
             self.layout.commit(pool, name, header)
-        except OSError as exc:
-            raise translate(exc, f"writing {pool}/{name}") from exc
 
     def remove(self, pool: str, name: str) -> None:
         self.require(pool, write=True)
@@ -214,7 +208,7 @@ class EmbeddedCluster:
                     (),
                     ParentLink(parent.pool, parent.name, snap.name, snap.id, snap.view.size),
                 )
-                self._commit(child_pool, child_name, Header(head=link_view, created=time.time()))
+                lay.commit(child_pool, child_name, Header(head=link_view, created=time.time()))
 
     def open(self, spec: ImageSpec, *, read_only: bool = False) -> EmbeddedImage:
         self.require(spec.pool, write=False)

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ferry.errors import BackendUnavailable, FerryError, Forbidden, StorageFull
+from ferry.errors import BackendUnavailable, FerryError, Forbidden, IntegrityError, StorageFull
 
 TMP_MARK = ".tmp."
 _BLOCK = 4096
@@ -32,6 +32,8 @@ def translate(exc: OSError, what: str) -> FerryError:
         return StorageFull(f"{what}: no space left on the cluster's disk")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return Forbidden(f"{what}: {exc.strerror}")
+    if exc.errno == errno.ENOENT:  # pools and images are checked first: this is damage
+        return IntegrityError(f"{what}: {exc.filename or 'a file'} is missing")
     return BackendUnavailable(f"{what}: {exc.strerror or exc}")
 
 

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -70,9 +71,18 @@ class EmbeddedImage:
             raise InvalidRequest(f"{self._spec} is read-only (a snapshot or opened read-only)")
         self._cluster.require(self._spec.pool, write=True)
 
-    def _change(self) -> _Change:
+    @contextmanager
+    def _change(self) -> Iterator[_Change]:
+        """Lock, read the header fresh, let the caller build a new one, commit it once."""
         self._writable()
-        return _Change(self)
+        pool, name = self._spec.pool, self._spec.name
+        with self._layout.shared(), self._layout.image_lock(pool, name):
+            c = _Change(self._header())
+            yield c
+            if c.header is not c.before:
+                self._layout.commit(pool, name, c.header, c.dirty)
+                for parent in _links(c.before) - _links(c.header):
+                    self._cluster.forget_child(*parent, self._spec)
 
     # --- I/O -------------------------------------------------------------------------------
     def stat(self) -> ImageStat:
@@ -285,41 +295,12 @@ class EmbeddedImage:
 
 
 class _Change:
-    """One change to a block image: locks, fresh header in, one commit out."""
+    """One change to a block image: the header read under the lock, and what to commit."""
 
-    def __init__(self, image: EmbeddedImage) -> None:
-        self.image = image
+    def __init__(self, header: Header) -> None:
+        self.before = self.header = header
         self.dirty: set[Path] = set()
-        self.now = 0.0
-
-    def __enter__(self) -> _Change:
-        lay = self.image._layout
-        spec = self.image._spec
-        self._shared = lay.shared()
-        self._shared.__enter__()
-        self._lock = lay.image_lock(spec.pool, spec.name)
-        try:
-            self._lock.__enter__()
-            self.header = self.before = self.image._header()
-        except BaseException:
-            self._lock.__exit__(None, None, None)
-            self._shared.__exit__(None, None, None)
-            raise
         self.now = time.time()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            if t is None and self.header is not self.before:
-                spec = self.image._spec
-                self.image._layout.commit(spec.pool, spec.name, self.header, self.dirty)
-                for parent in _links(self.before) - _links(self.header):
-                    self.image._cluster.forget_child(*parent, spec)
-        finally:
-            self._lock.__exit__(None, None, None)
-            self._shared.__exit__(None, None, None)
 
 
 def _links(header: Header) -> set[tuple[str, str, int]]:

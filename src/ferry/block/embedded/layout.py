@@ -78,10 +78,16 @@ class Layout:
     # --- locks -------------------------------------------------------------------------
     @contextmanager
     def _flock(self, path: Path, mode: int) -> Iterator[None]:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold an flock; an OSError inside becomes ferry's error (the driver's boundary)."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise translate(exc, f"cluster {self.root}") from exc
         try:
             fcntl.flock(fd, mode)
             yield
+        except OSError as exc:
+            raise translate(exc, f"cluster {self.root}") from exc
         finally:
             os.close(fd)
 
