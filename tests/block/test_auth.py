@@ -155,3 +155,24 @@ def test_imported_key_is_kept(embedded: EmbeddedCluster, tmp_path: Path) -> None
     keyring.write_text(format_keyring([embedded.auth_get("dcn0")]))
     c = EmbeddedCluster.connect(embedded.layout.root, client="dcn0", keyring=keyring)
     assert c.list_images("images") == []
+
+
+@pytest.mark.parametrize("pool", ["..", ".", "../pools", ".locks", "a/b", ""])
+def test_hostile_pool_names_are_refused(embedded: EmbeddedCluster, pool: str) -> None:
+    for attempt in (
+        lambda: embedded.list_images(pool),
+        lambda: embedded.create(pool, "x", 1),
+        lambda: embedded.open(ImageSpec(pool, "auth")),
+    ):
+        with pytest.raises(InvalidRequest, match="bad pool name"):
+            attempt()
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a/b", "x@y", "", "a" * 300, "../../etc"])
+def test_hostile_image_and_snapshot_names_are_refused(embedded: EmbeddedCluster, name: str) -> None:
+    with pytest.raises(InvalidRequest):
+        embedded.create("images", name, 1)
+    embedded.create("images", "ok", 1)
+    with embedded.open(ImageSpec("images", "ok")) as image, pytest.raises(InvalidRequest):
+        image.create_snap(name)
+    assert embedded.list_images("images") == ["ok"]

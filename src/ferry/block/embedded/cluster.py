@@ -23,7 +23,7 @@ from ferry.block.embedded import maintenance
 from ferry.block.embedded.disk import TMP_MARK, Disk, Step
 from ferry.block.embedded.header import Header, ParentLink, View
 from ferry.block.embedded.image import EmbeddedImage
-from ferry.block.embedded.layout import Layout
+from ferry.block.embedded.layout import Layout, check_name
 from ferry.block.embedded.maintenance import CheckReport, GcReport
 from ferry.block.protocol import DEFAULT_ORDER, ChildRef, ImageSpec
 from ferry.errors import (
@@ -37,7 +37,6 @@ from ferry.errors import (
 
 POOLS = ("images", "volumes", "vms", "backups")
 FORMAT = 1
-_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}")
 ADMIN_CAPS = {"mon": "allow *", "osd": "allow *", "mgr": "allow *"}
 
 
@@ -122,20 +121,13 @@ class EmbeddedCluster:
         if not self.layout.pool_dir(pool).is_dir():
             raise NotFound(f"pool {pool!r} does not exist in cluster {self.name}")
 
-    @staticmethod
-    def check_name(name: str, what: str) -> None:
-        if not _NAME.fullmatch(name):
-            raise InvalidRequest(
-                f"bad {what} name {name!r}: use letters, digits, '_', '-', '.' (not first)"
-            )
-
     # --- pools and images --------------------------------------------------------------------
     def list_pools(self) -> list[str]:
         return self.layout.pools()
 
     def create_pool(self, pool: str) -> None:
         self._require_admin()
-        self.check_name(pool, "pool")
+        check_name(pool, "pool")
         path = self.layout.pool_dir(pool)
         if path.exists():
             raise AlreadyExists(f"pool {pool!r} exists")
@@ -148,7 +140,7 @@ class EmbeddedCluster:
 
     def create(self, pool: str, name: str, size: int, *, order: int = DEFAULT_ORDER) -> None:
         self.require(pool, write=True)
-        self.check_name(name, "image")
+        check_name(name, "image")
         if size < 0:
             raise InvalidRequest("size must not be negative")
         if not 12 <= order <= 26:
@@ -183,7 +175,7 @@ class EmbeddedCluster:
             raise InvalidRequest(f"clone needs a snapshot: {parent}@SNAP")
         self.require(parent.pool, write=False)
         self.require(child_pool, write=True)
-        self.check_name(child_name, "image")
+        check_name(child_name, "image")
         lay = self.layout
         # Lock the parent so no unprotect can slip between the check and the child's commit.
         with lay.shared(), lay.image_lock(parent.pool, parent.name):

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from ferry.block.embedded.header import ZERO, Header, Lock, ParentLink, Snap, View
-from ferry.block.embedded.layout import CLIPPED
+from ferry.block.embedded.layout import CLIPPED, check_name
 from ferry.block.protocol import (
     ChildRef,
     Extent,
@@ -168,7 +168,7 @@ class EmbeddedImage:
         return [SnapInfo(s.id, s.name, s.view.size, s.protected) for s in h.snaps]
 
     def create_snap(self, name: str) -> None:
-        self._cluster.check_name(name, "snapshot")
+        check_name(name, "snapshot")
         with self._change() as c:
             if c.header.snap(name):
                 raise AlreadyExists(f"snapshot {self._spec.pool}/{self._spec.name}@{name} exists")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -36,11 +37,22 @@ from ferry.block.embedded.header import (
     encode_segment,
 )
 from ferry.block.embedded.store import ContentStore
-from ferry.errors import IntegrityError, NotFound
+from ferry.errors import IntegrityError, InvalidRequest, NotFound
 
 CLIPPED: Final = "clipped"  # object_ref: the object's data is cut by an overlap; no chunk as-is
 _SEGMENT_CACHE = 256
 _WRITERS = 4  # chunk writers per cluster handle: enough to overlap hashing, writes and fsyncs
+
+
+_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}")
+
+
+def check_name(name: str, what: str) -> None:
+    """Pool, image and snapshot names: never a path, never hidden, at most 200 characters."""
+    if not _NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"bad {what} name {name!r}: use letters, digits, '_', '-', '.' (not first)"
+        )
 
 
 class Layout:
@@ -57,9 +69,11 @@ class Layout:
 
     # --- paths -------------------------------------------------------------------------
     def pool_dir(self, pool: str) -> Path:
+        check_name(pool, "pool")  # every path below a pool is built here
         return self.root / "pools" / pool
 
     def header_path(self, pool: str, name: str) -> Path:
+        check_name(name, "image")
         return self.pool_dir(pool) / f"{name}.json"
 
     def children_dir(self, pool: str, name: str, snap_id: int) -> Path:
