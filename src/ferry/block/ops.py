@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferry.block.protocol import DEFAULT_ORDER, BlockImage, Cluster, Extent, ImageSpec
+from ferry.block.zero import is_zero
 from ferry.errors import InvalidRequest, NotFound
 
 BATCH = 32 << 20  # bytes read per step: memory stays flat whatever the image size
@@ -74,7 +75,7 @@ def write_nonzero(write: Writer, offset: int, data: bytes, object_size: int) -> 
     while pos < len(data):
         step = object_size - (offset + pos) % object_size
         piece = view[pos : pos + step]
-        zero = piece == bytes(len(piece))
+        zero = is_zero(piece)
         if not zero and run_start is None:
             run_start = pos
         elif zero and run_start is not None:

@@ -17,7 +17,7 @@ from ferry.errors import BackendUnavailable, FerryError, Forbidden, IntegrityErr
 
 TMP_MARK = ".tmp."
 _BLOCK = 4096
-_ZERO_BLOCK = bytes(_BLOCK)
+_ZERO_BLOCK = bytes(_BLOCK)  # holes are made at the filesystem's block size
 
 Step = Callable[[str], None]
 
@@ -35,12 +35,6 @@ def translate(exc: OSError, what: str) -> FerryError:
     if exc.errno == errno.ENOENT:  # pools and images are checked first: this is damage
         return IntegrityError(f"{what}: {exc.filename or 'a file'} is missing")
     return BackendUnavailable(f"{what}: {exc.strerror or exc}")
-
-
-def is_zero(data: bytes | memoryview) -> bool:
-    """True when every byte is zero (a memcmp against a zero buffer)."""
-    n = len(data)
-    return n == 0 or (data[:_BLOCK] == _ZERO_BLOCK[: min(n, _BLOCK)] and data == bytes(n))
 
 
 class Disk:

@@ -128,8 +128,9 @@ class EmbeddedImage:
                 if lo == start and hi == min(start + osz, view.size):
                     obj = bytes(piece)
                 else:  # partial: merge with the current content (copy-up from a parent)
-                    old = self._layout.read_object(view, idx)[: min(osz, view.size - start)]
-                    obj = old[: lo - start] + bytes(piece) + old[hi - start :]
+                    merged = bytearray(self._layout.read(view, start, osz))
+                    merged[lo - start : hi - start] = piece
+                    obj = bytes(merged)
                 objects[idx] = obj
             changes = self._layout.new_entries(view, objects, c.dirty)
             c.header = c.header.with_head(

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
 
-from ferry.block.embedded.disk import Disk, is_zero, translate
+from ferry.block.embedded.disk import Disk, translate
 from ferry.block.embedded.header import (
     OBJECTS_PER_SEGMENT,
     ZERO,
@@ -37,6 +37,7 @@ from ferry.block.embedded.header import (
     encode_segment,
 )
 from ferry.block.embedded.store import ContentStore
+from ferry.block.zero import is_zero
 from ferry.errors import IntegrityError, InvalidRequest, NotFound
 
 CLIPPED: Final = "clipped"  # object_ref: the object's data is cut by an overlap; no chunk as-is
