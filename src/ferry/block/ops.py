@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferry.block.protocol import DEFAULT_ORDER, BlockImage, Cluster, Extent, ImageSpec
-from ferry.block.zero import is_zero
+from ferry.block.zero import zero_runs
 from ferry.errors import InvalidRequest, NotFound
 
 BATCH = 32 << 20  # bytes read per step: memory stays flat whatever the image size
@@ -69,22 +69,11 @@ def write_nonzero(write: Writer, offset: int, data: bytes, object_size: int) -> 
     the embedded cluster). Only correct where the destination already reads zeros there.
     """
     view = memoryview(data)
-    written = 0
-    run_start = None
-    pos = 0
-    while pos < len(data):
-        step = object_size - (offset + pos) % object_size
-        piece = view[pos : pos + step]
-        zero = is_zero(piece)
-        if not zero and run_start is None:
-            run_start = pos
-        elif zero and run_start is not None:
-            written += write(offset + run_start, view[run_start:pos])
-            run_start = None
-        pos += len(piece)
-    if run_start is not None:
-        written += write(offset + run_start, view[run_start:])
-    return written
+    return sum(
+        write(offset + start, view[start:end])
+        for start, end, zero in zero_runs(offset, view, object_size)
+        if not zero
+    )
 
 
 def _file_data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
