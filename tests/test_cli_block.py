@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ceph_conf, unique
+
 MiB = 1 << 20
 
 
@@ -118,3 +120,34 @@ def test_demo_runs_and_ends_clean(tmp_path: Path) -> None:
     out = ferry("demo", "--dir", str(tmp_path / "demo"), "--size", "64M").stdout
     assert "refused:" in out and "clean" in out
     assert "images/" in out and "@snap" in out
+
+
+@pytest.mark.ceph
+def test_the_same_verbs_on_a_real_ceph_cluster(tmp_path: Path) -> None:
+    cl = ["block", "--cluster", f"ceph:{ceph_conf()}", "--id", "external"]
+    name = unique("cli")
+    src = tmp_path / "image.raw"
+    with open(src, "wb") as f:
+        f.truncate(32 * MiB)
+        f.seek(4 * MiB)
+        f.write(os.urandom(MiB))
+    out = ferry(*cl, "import", str(src), f"images/{name}").stdout
+    assert "1 MiB of data stored" in out
+    ferry(*cl, "snap", "create", f"images/{name}@snap")
+    ferry(*cl, "snap", "protect", f"images/{name}@snap")
+    ferry(*cl, "clone", f"images/{name}@snap", f"vms/{name}_disk")
+    rows = [r.split() for r in ferry(*cl, "ls", "-l", "vms").stdout.splitlines()]
+    assert [f"{name}_disk", "32", "MiB", f"images/{name}@snap", "2"] in rows
+    assert ferry(*cl, "children", f"images/{name}@snap").stdout.split() == [f"vms/{name}_disk"]
+    assert f"{4 * MiB}  {4 * MiB}  data" in ferry(*cl, "diff", f"images/{name}").stdout
+    dst = tmp_path / "out.raw"
+    ferry(*cl, "export", f"images/{name}@snap", str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+    denied = ferry(*cl, "ls", "backups", ok=False)
+    assert denied.returncode == 1
+    assert "Operation not permitted" in denied.stderr
+    busy = ferry(*cl, "snap", "unprotect", f"images/{name}@snap", ok=False)
+    assert busy.returncode == 16
+    only_embedded = ferry(*cl, "check", ok=False)
+    assert only_embedded.returncode == 22
+    assert "embedded clusters only" in only_embedded.stderr
