@@ -1,0 +1,147 @@
+"""The catalogue's tables, as SQLAlchemy Core metadata (migrations/ creates them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone, so store UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the catalogue stores aware UTC times")
+        value = value.astimezone(UTC)
+        # SQLite compares the stored text; keep one zone-less format so comparisons hold.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# JSON that maps Python None to SQL NULL, so "no result yet" is NULL and not the text 'null'.
+NullableJSON = JSON(none_as_null=True)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255)),
+    Column("status", String(30), nullable=False),
+    Column("disk_format", String(30)),
+    Column("container_format", String(30)),
+    Column("size", BigInteger),
+    Column("virtual_size", BigInteger),
+    Column("checksum", String(32)),
+    Column("os_hash_algo", String(64)),
+    Column("os_hash_value", String(128)),
+    Column("owner", String(255)),
+    Column("visibility", String(20), nullable=False),
+    Column("protected", Boolean, nullable=False),
+    Column("os_hidden", Boolean, nullable=False),
+    Column("min_disk", Integer, nullable=False),
+    Column("min_ram", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("deleted_at", UTCDateTime),
+    Index(None, "status"),
+    Index(None, "owner"),
+    Index(None, "created_at"),
+    Index(None, "updated_at"),
+    Index(None, "name"),
+)
+
+image_properties = Table(
+    "image_properties",
+    metadata,
+    Column("image_id", String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index(None, "name"),
+)
+
+image_tags = Table(
+    "image_tags",
+    metadata,
+    Column("image_id", String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Index(None, "value"),
+)
+
+image_locations = Table(
+    "image_locations",
+    metadata,
+    Column("image_id", String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("store", String(255), primary_key=True),
+    # Glance lists locations in the order they landed; direct_url is the first.
+    Column("position", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("metadata", NullableJSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "store"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("type", String(30), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("owner", String(255)),
+    Column("image_id", String(36)),
+    Column("request_id", String(64)),
+    Column("user_id", String(255)),
+    Column("input", NullableJSON, nullable=False),
+    Column("result", NullableJSON),
+    Column("message", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    # Durable-job lease: which worker runs the task, until when; a worker whose lease lapsed
+    # is presumed dead and another takes the task over from its checkpoint.
+    Column("lease_owner", String(255)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("progress_done", BigInteger, nullable=False),
+    Column("progress_total", BigInteger),
+    Column("checkpoint", NullableJSON),
+    Index(None, "image_id"),
+    Index(None, "created_at"),
+    Index(None, "status", "lease_expires_at"),
+)
