@@ -6,11 +6,14 @@ CLI to exit codes in one table::
 
     FerryError
     ├── NotFound             the named thing does not exist
+    ├── NoData               the image has no data yet
     ├── AlreadyExists        the name is taken
     ├── InUse                has snapshots, children or a protected snapshot
     ├── Conflict             the state forbids it now (e.g. unprotected snapshot as parent)
     ├── InvalidRequest       malformed input
+    │   └── FormatMismatch   the data is not in the format the image claims
     ├── Forbidden            the client's caps or key do not allow it (Ceph's EPERM)
+    │   └── ReadOnlyStore    the store takes no new data
     ├── StorageFull          no space left on the cluster
     ├── BackendUnavailable   the cluster cannot be reached
     └── IntegrityError       stored data does not match its hash or references
@@ -57,3 +60,15 @@ class BackendUnavailable(FerryError):
 
 class IntegrityError(FerryError):
     """Stored data does not match its hash or its references."""
+
+
+class NoData(FerryError):
+    """The image has no data yet."""
+
+
+class FormatMismatch(InvalidRequest):
+    """The data is not in the format the image claims."""
+
+
+class ReadOnlyStore(Forbidden):
+    """The store takes no new data."""

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ferry import errors
-from ferry.cli import block, demo, key
+from ferry.cli import block, demo, key, serve
 
 # One table: error class → exit code (errno values, as rbd reports them).
 EXIT_CODES: dict[type[errors.FerryError], int] = {
@@ -33,6 +33,7 @@ app = typer.Typer(
 app.add_typer(block.app, name="block")
 app.add_typer(key.app, name="key")
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def exit_code(exc: errors.FerryError) -> int:

@@ -1,0 +1,77 @@
+"""``create_app(config, site)``: the Image API of one site."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ferry import errors
+from ferry.api import discovery, images
+from ferry.api.errors import ferry_error
+from ferry.catalog import Catalog
+from ferry.config import Config
+from ferry.images.service import ImageService
+from ferry.images.stores import Stores
+
+
+def create_app(config: Config, site_name: str) -> FastAPI:
+    """The app for one site: the lifespan opens the catalogue and the stores, then closes them.
+
+    No authentication yet: every request acts as admin of ``config.owner`` (the mode the
+    reference Glance ran in). Keystone would plug in here, as one dependency.
+    """
+    site = config.site(site_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        catalog = Catalog(config.catalog)
+        catalog.migrate()
+        stores = Stores(site)
+        app.state.site = site
+        app.state.stores = stores
+        app.state.images = ImageService(catalog, stores, config.owner)
+        try:
+            yield
+        finally:
+            stores.close()
+            catalog.close()
+
+    app = FastAPI(
+        title=f"ferry Image API ({site_name})",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.add_exception_handler(errors.FerryError, ferry_error)
+    app.include_router(discovery.router)
+    app.include_router(images.router)
+    app.add_middleware(RequestId)
+    return app
+
+
+class RequestId:
+    """Every response but the version documents carries ``x-openstack-request-id``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/", "/versions"):
+            await self.app(scope, receive, send)
+            return
+        rid = f"req-{uuid.uuid4()}".encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((b"x-openstack-request-id", rid))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,0 +1,228 @@
+"""``/v2/images`` and ``/v2/stores``: parse, call one service function, render."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ferry.api import render
+from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
+from ferry.errors import InvalidRequest
+from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
+from ferry.images.stores import Store
+
+router = APIRouter(prefix="/v2")
+READ_STEP = 4 << 20  # bytes per read from the store while downloading
+UPLOAD_ALIGN = 4 << 20  # batches end on object boundaries: no read-modify-write
+UPLOAD_BATCH = 8 << 20
+LIST_PARAMS = ("limit", "marker", "sort_key", "sort_dir", "sort")
+
+
+def _svc(request: Request) -> ImageService:
+    svc: ImageService = request.app.state.images
+    return svc
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError as exc:
+        raise InvalidRequest(f"Malformed JSON in request body: {exc}") from exc
+
+
+@router.post("/images", status_code=201)
+async def create(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object")
+    record = await run_in_threadpool(_svc(request).create, body)
+    site, stores = request.app.state.site, request.app.state.stores
+    headers = {
+        "Location": f"{site.url}/v2/images/{record.id}",
+        "OpenStack-image-import-methods": "glance-direct,web-download,copy-image",
+        "OpenStack-image-store-ids": ",".join(stores.ids),
+    }
+    return JSONResponse(render.image(record), status_code=201, headers=headers)
+
+
+@router.get("/images")
+def list_images(request: Request) -> dict[str, Any]:
+    query = _list_query(request)
+    records = _svc(request).list(query)
+    doc: dict[str, Any] = {"images": [render.image(r) for r in records]}
+    doc["first"] = "/v2/images"
+    doc["schema"] = "/v2/schemas/images"
+    if len(records) == query.limit and records:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
+        params.append(("marker", records[-1].id))
+        doc["next"] = "/v2/images?" + "&".join(f"{k}={v}" for k, v in params)
+    return doc
+
+
+def _list_query(request: Request) -> ListQuery:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", 25))
+    except ValueError as exc:
+        raise InvalidRequest("limit param must be an integer") from exc
+    if limit < 0:
+        raise InvalidRequest("limit param must be positive")
+    sort: list[tuple[str, str]] = []
+    if "sort" in q:
+        for part in q["sort"].split(","):
+            key, _, direction = part.strip().partition(":")
+            sort.append((key, direction or "desc"))
+    else:
+        keys, dirs = q.getlist("sort_key") or ["created_at"], q.getlist("sort_dir")
+        sort = [(k, dirs[i] if i < len(dirs) else (dirs[-1] if dirs else "desc"))
+                for i, k in enumerate(keys)]  # fmt: skip
+    filters: dict[str, str | list[str]] = {}
+    for key, value in q.multi_items():
+        if key in LIST_PARAMS:
+            continue
+        if key == "tag":
+            tags = filters.setdefault("tag", [])
+            assert isinstance(tags, list)
+            tags.append(value)
+        else:
+            filters[key] = value
+    return ListQuery(filters=filters, sort=sort, marker=q.get("marker"), limit=min(limit, 1000))
+
+
+@router.get("/images/{image_id}")
+def show(image_id: str, request: Request) -> dict[str, Any]:
+    return render.image(_svc(request).get(image_id))
+
+
+@router.patch("/images/{image_id}")
+async def update(image_id: str, request: Request) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";")[0].strip()
+    if media not in PATCH_TYPES:
+        raise UnsupportedPatch(f"Unsupported Content-Type {media or 'none'}: use {PATCH_TYPES[0]}")
+    ops = await _json(request)
+    if not isinstance(ops, list):
+        raise InvalidRequest("Request body must be a JSON array of operation objects.")
+    record = await run_in_threadpool(_svc(request).update, image_id, ops)
+    return render.image(record)
+
+
+@router.delete("/images/{image_id}")
+def delete(image_id: str, request: Request) -> Response:
+    _svc(request).delete(image_id)
+    return empty()
+
+
+@router.put("/images/{image_id}/tags/{tag}")
+def add_tag(image_id: str, tag: str, request: Request) -> Response:
+    _svc(request).set_tag(image_id, tag, True)
+    return empty()
+
+
+@router.delete("/images/{image_id}/tags/{tag}")
+def remove_tag(image_id: str, tag: str, request: Request) -> Response:
+    _svc(request).set_tag(image_id, tag, False)
+    return empty()
+
+
+@router.post("/images/{image_id}/actions/{action}")
+def action(image_id: str, action: str, request: Request) -> Response:
+    if action not in ("deactivate", "reactivate"):
+        raise InvalidRequest(f"Unknown action {action!r}")
+    _svc(request).deactivate(image_id, action == "reactivate")
+    return empty()
+
+
+@router.delete("/stores/{store_id}/{image_id}")
+def delete_from_store(store_id: str, image_id: str, request: Request) -> Response:
+    _svc(request).delete_from_store(store_id, image_id)
+    return empty()
+
+
+# --- data --------------------------------------------------------------------------------
+@router.put("/images/{image_id}/file")
+async def upload(image_id: str, request: Request) -> Response:
+    """Stream the body into the store: object-aligned batches, no temporary file."""
+    size_header = request.headers.get("x-openstack-image-size")
+    size = _int(size_header, "x-openstack-image-size") if size_header else None
+    store_id = request.headers.get("x-image-meta-store")
+    upload = await run_in_threadpool(_svc(request).start_upload, image_id, store_id, size)
+    try:
+        pending: list[bytes] = []
+        held = 0
+        async for chunk in request.stream():
+            pending.append(chunk)
+            held += len(chunk)
+            if held >= UPLOAD_BATCH:
+                data = b"".join(pending)
+                cut = len(data) - len(data) % UPLOAD_ALIGN
+                await run_in_threadpool(upload.feed, memoryview(data)[:cut])
+                pending, held = [data[cut:]], len(data) - cut
+        if held:
+            await run_in_threadpool(upload.feed, b"".join(pending))
+        await run_in_threadpool(upload.finish)
+    except BaseException:
+        await run_in_threadpool(upload.abort)
+        raise
+    return empty()
+
+
+@router.get("/images/{image_id}/file")
+def download(image_id: str, request: Request) -> Response:
+    record, store = _svc(request).data_store(image_id)
+    size = record.size or 0
+    start, end = 0, size
+    headers = {"Content-MD5": record.checksum or ""}
+    status = 200
+    wanted = request.headers.get("range")
+    if wanted:
+        start, end = _range(wanted, size)
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        status = 206
+    headers["Content-Length"] = str(end - start)
+    return StreamingResponse(
+        _read(store, image_id, start, end),
+        status_code=status,
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+def _read(store: Store, image_id: str, start: int, end: int) -> Iterator[bytes]:
+    with store.open_snap(image_id) as image:
+        pos = start
+        while pos < end:
+            data = image.read(pos, min(READ_STEP, end - pos))
+            if not data:
+                return
+            yield data
+            pos += len(data)
+
+
+def _range(header: str, size: int) -> tuple[int, int]:
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if not m or (not m[1] and not m[2]):
+        raise RangeNotSatisfiable(f"Invalid Range header: {header}")
+    if m[1]:
+        start, end = int(m[1]), (int(m[2]) + 1 if m[2] else size)
+    else:  # a suffix: the last N bytes
+        start, end = max(0, size - int(m[2])), size
+    end = min(end, size)
+    if start >= end:
+        raise RangeNotSatisfiable(f"Requested range not satisfiable: {header} of {size} bytes")
+    return start, end
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"{what} must be an integer, not {text!r}") from exc
+    if value < 0:
+        raise InvalidRequest(f"{what} must not be negative")
+    return value

@@ -1,0 +1,35 @@
+"""``ferry serve``: one site's Image API under uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ferry import config as configuration
+
+
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="The deployment's YAML file.")],
+    site: Annotated[str, typer.Option("--site", help="Which site of the file to serve.")],
+    listen: Annotated[
+        str | None, typer.Option(help="host:port to listen on (default: the site's 'listen').")
+    ] = None,
+) -> None:
+    """Serve one site's OpenStack Image API v2 (multi-store)."""
+    import uvicorn
+
+    from ferry.api.app import create_app
+
+    cfg = configuration.load(config)
+    site_cfg = cfg.site(site)
+    host, _, port = (listen or site_cfg.listen).rpartition(":")
+    uvicorn.run(
+        create_app(cfg, site),
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
