@@ -27,6 +27,7 @@ import yaml
 
 from ferry.block import ops
 from ferry.block.embedded import EmbeddedCluster
+from table import print_table
 
 MiB = 1 << 20
 CHUNK = MiB
@@ -143,9 +144,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(15)
         shutil.rmtree(work, ignore_errors=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(rows)
 
 
 if __name__ == "__main__":

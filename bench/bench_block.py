@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ferry.block import ImageSpec, ops
 from ferry.block.embedded import EmbeddedCluster
+from table import print_table
 
 MiB = 1 << 20
 PIECE = 32 * MiB
@@ -161,9 +162,7 @@ def main() -> None:
         rows += bench_clone(work, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(rows)
 
 
 if __name__ == "__main__":

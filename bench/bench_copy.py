@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ferry.block import Cluster, ImageSpec, connect, ops
 from ferry.block.embedded import EmbeddedCluster
+from table import print_table
 
 MiB = 1 << 20
 OBJ = 4 * MiB
@@ -152,9 +153,7 @@ def main() -> None:
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(rows)
 
 
 if __name__ == "__main__":
