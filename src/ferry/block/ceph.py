@@ -22,8 +22,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import rados
 import rbd
@@ -32,6 +31,7 @@ from ferry.block.auth import client_name
 from ferry.block.protocol import (
     DEFAULT_ORDER,
     ChildRef,
+    Closing,
     Extent,
     ImageSpec,
     ImageStat,
@@ -123,7 +123,7 @@ def _native(what: str, client: str, remap: _Remap | None = None) -> Iterator[Non
         raise cls(f"{what} as client.{client}: {reason}") from exc
 
 
-class CephCluster:
+class CephCluster(Closing):
     """One Ceph cluster, connected as one cephx client (one ``rados.Rados`` handle)."""
 
     def __init__(self, handle: Any, name: str, client: str) -> None:
@@ -271,16 +271,8 @@ class CephCluster:
                 io.close()
             self._rados.shutdown()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class CephImage:
+class CephImage(Closing):
     """An open librbd image, at its head or (read-only) at one snapshot."""
 
     def __init__(
@@ -497,14 +489,6 @@ class CephImage:
         if handle is not None:
             with self._native("close"):
                 handle.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _user_snaps(img: Any) -> list[dict[str, Any]]:

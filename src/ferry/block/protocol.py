@@ -124,6 +124,21 @@ class ImageStat:
         return -(-self.size // self.object_size)
 
 
+class Closing:
+    """``with`` support for anything with a ``close()``: drivers inherit it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 class BlockImage(Protocol):
     """An open block image, at its head or (read-only) at one snapshot."""
 

@@ -25,7 +25,7 @@ from ferry.block.embedded.header import Header, ParentLink, View
 from ferry.block.embedded.image import EmbeddedImage
 from ferry.block.embedded.layout import Layout, check_name
 from ferry.block.embedded.maintenance import CheckReport, GcReport
-from ferry.block.protocol import DEFAULT_ORDER, ChildRef, ImageSpec
+from ferry.block.protocol import DEFAULT_ORDER, ChildRef, Closing, ImageSpec
 from ferry.errors import (
     AlreadyExists,
     Conflict,
@@ -40,7 +40,7 @@ FORMAT = 1
 ADMIN_CAPS = {"mon": "allow *", "osd": "allow *", "mgr": "allow *"}
 
 
-class EmbeddedCluster:
+class EmbeddedCluster(Closing):
     """A cluster directory opened as one client; every verb checks that client's caps."""
 
     def __init__(self, layout: Layout, info: dict[str, str], client: Client) -> None:
@@ -164,10 +164,8 @@ class EmbeddedCluster:
                     "remove them first"
                 )
             self.layout.disk.remove(self.layout.header_path(pool, name))  # the commit point
-            spec = ImageSpec(pool, name)
-            for v in header.views():
-                if v.parent is not None:
-                    self.forget_child(v.parent.pool, v.parent.image, v.parent.snap_id, spec)
+            for parent in header.parent_snaps():
+                self.forget_child(*parent, ImageSpec(pool, name))
 
     def clone(self, parent: ImageSpec, child_pool: str, child_name: str) -> None:
         """Clone a protected snapshot: a header with a parent link, constant time."""
@@ -227,11 +225,7 @@ class EmbeddedCluster:
             header = self.layout.read_header(cpool, cname)
         except NotFound:
             return False
-        return any(
-            v.parent is not None
-            and (v.parent.pool, v.parent.image, v.parent.snap_id) == (pool, name, snap_id)
-            for v in header.views()
-        )
+        return (pool, name, snap_id) in header.parent_snaps()
 
     def forget_child(self, pool: str, name: str, snap_id: int, child: ImageSpec) -> None:
         """Drop the hint once the child's header no longer points at the parent."""
@@ -291,12 +285,6 @@ class EmbeddedCluster:
     def close(self) -> None:
         """Stop the chunk writer threads; nothing else is held between calls."""
         self.layout.close()
-
-    def __enter__(self) -> EmbeddedCluster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _read_auth(root: Path) -> dict[str, Client]:

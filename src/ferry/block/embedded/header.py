@@ -80,6 +80,10 @@ class Header:
     def views(self) -> list[View]:
         return [self.head, *(s.view for s in self.snaps)]
 
+    def parent_snaps(self) -> set[tuple[str, str, int]]:
+        """Every (pool, image, snap id) the head or a snapshot reads from."""
+        return {(p.pool, p.image, p.snap_id) for v in self.views() if (p := v.parent)}
+
     def with_head(self, **changes: Any) -> Header:
         return replace(self, head=replace(self.head, **changes))
 

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from ferry.block.embedded.header import ZERO, Header, Lock, ParentLink, Snap, View
 from ferry.block.embedded.layout import CLIPPED, check_name
 from ferry.block.protocol import (
     ChildRef,
+    Closing,
     Extent,
     ImageSpec,
     ImageStat,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ferry.block.embedded.cluster import EmbeddedCluster
 
 
-class EmbeddedImage:
+class EmbeddedImage(Closing):
     """A handle; it keeps no state between calls but its name."""
 
     def __init__(self, cluster: EmbeddedCluster, spec: ImageSpec, *, read_only: bool) -> None:
@@ -81,7 +81,7 @@ class EmbeddedImage:
             yield c
             if c.header is not c.before:
                 self._layout.commit(pool, name, c.header, c.dirty)
-                for parent in _links(c.before) - _links(c.header):
+                for parent in c.before.parent_snaps() - c.header.parent_snaps():
                     self._cluster.forget_child(*parent, self._spec)
 
     # --- I/O -------------------------------------------------------------------------------
@@ -286,14 +286,6 @@ class EmbeddedImage:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 class _Change:
     """One change to a block image: the header read under the lock, and what to commit."""
@@ -302,11 +294,6 @@ class _Change:
         self.before = self.header = header
         self.dirty: set[Path] = set()
         self.now = time.time()
-
-
-def _links(header: Header) -> set[tuple[str, str, int]]:
-    """Every parent snapshot the head or a snapshot of ``header`` reads from."""
-    return {(p.pool, p.image, p.snap_id) for v in header.views() if (p := v.parent)}
 
 
 def _replace_snap(header: Header, snap: Snap) -> Header:

@@ -164,10 +164,9 @@ def _temp_files(layout: Layout) -> list[Path]:
 def _stale_hints(layout: Layout, refs: _Refs) -> list[Path]:
     """Children hints whose child no longer points at the parent, and orphan lock files."""
     live = {
-        (p.pool, p.image, p.snap_id, cpool, cname)
+        (*parent, cpool, cname)
         for (cpool, cname), h in refs.headers.items()
-        for v in h.views()
-        if (p := v.parent)
+        for parent in h.parent_snaps()
     }
     stale = []
     for pool in layout.pools():
