@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlencode
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,7 +62,7 @@ def list_images(request: Request) -> dict[str, Any]:
     if len(records) == query.limit and records:
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
         params.append(("marker", records[-1].id))
-        doc["next"] = "/v2/images?" + "&".join(f"{k}={v}" for k, v in params)
+        doc["next"] = "/v2/images?" + urlencode(params)
     return doc
 
 
