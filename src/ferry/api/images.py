@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urlencode
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
