@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ferry.catalog import Catalog, TaskRecord
+from ferry.catalog import Catalog, ImageRecord, TaskRecord
 from ferry.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 
 T0 = datetime(2026, 11, 21, 8, 1, 23, 69184, tzinfo=UTC)
@@ -119,3 +119,34 @@ def test_list_filters(catalog: Catalog) -> None:
     assert [t.id for t in catalog.list_tasks(status="failure")] == [b.id]
     assert {t.id for t in catalog.list_tasks(type="api_image_import")} == {a.id, b.id}
     assert catalog.list_tasks(type="import") == []
+
+
+def test_claim_takes_each_task_once_and_a_lapsed_lease_over(catalog: Catalog) -> None:
+    lease = timedelta(seconds=30)
+    first = catalog.create_task(make_task(site="central"))
+    catalog.create_task(make_task(site="dcn0"))
+    claimed = catalog.claim_task("central", "w1", lease)
+    assert claimed is not None and claimed.id == first.id
+    assert (claimed.status, claimed.lease_owner) == ("processing", "w1")
+    assert catalog.claim_task("central", "w2", lease) is None  # held; dcn0's is not ours
+    held = catalog.hold_task(first.id, "w1", lease, progress_done=10, checkpoint={"offset": 10})
+    assert (held.progress_done, held.checkpoint) == (10, {"offset": 10})
+    # w1 stops renewing; once its lease lapsed w2 takes the task over, checkpoint and all.
+    catalog.hold_task(first.id, "w1", timedelta(seconds=-1))
+    taken = catalog.claim_task("central", "w2", lease)
+    assert taken is not None and taken.lease_owner == "w2" and taken.checkpoint == {"offset": 10}
+    with pytest.raises(Conflict, match="held by w2"):
+        catalog.hold_task(first.id, "w1", lease)  # the old holder learns it lost the task
+    catalog.hold_task(first.id, "w2", lease, status="success")
+    assert catalog.claim_task("central", "w3", timedelta(seconds=-1)) is None
+
+
+def test_one_unfinished_task_per_image(catalog: Catalog) -> None:
+    catalog.create_image(ImageRecord(id="img"))
+    running = catalog.create_task(make_task(), sole_for_image=True)
+    with pytest.raises(Conflict, match=running.id):
+        catalog.create_task(make_task(), sole_for_image=True)
+    catalog.update_task(running.id, status="success")
+    catalog.create_task(make_task(), sole_for_image=True)
+    with pytest.raises(NotFound):
+        catalog.create_task(make_task("nope"), sole_for_image=True)

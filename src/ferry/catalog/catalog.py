@@ -14,6 +14,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, Row, delete, func, insert, select, text, upda
 
 from ferry.catalog import listing, rows
 from ferry.catalog.engine import create_engines
-from ferry.catalog.records import ImageRecord, Location, TaskRecord, utcnow
+from ferry.catalog.records import UNFINISHED, ImageRecord, Location, TaskRecord, utcnow
 from ferry.catalog.schema import image_locations, image_properties, image_tags, images, tasks
 from ferry.errors import (
     AlreadyExists,
@@ -224,10 +225,28 @@ class Catalog:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def create_task(self, task: TaskRecord) -> TaskRecord:
-        """Add a new task."""
+    def create_task(self, task: TaskRecord, *, sole_for_image: bool = False) -> TaskRecord:
+        """Add a new task; with ``sole_for_image``, Conflict if the image has an unfinished one.
+
+        The check locks the image row first (``SELECT ... FOR UPDATE`` in PostgreSQL, the
+        write lock in SQLite), so of two concurrent imports of one image only one is created.
+        """
         row = rows.task_row(task)
         with self._transaction(write=True) as conn:
+            if sole_for_image and task.image_id is not None:
+                locked = select(images.c.id).where(images.c.id == task.image_id).with_for_update()
+                if conn.execute(locked).first() is None:
+                    raise NotFound(f"No image found with ID {task.image_id}")
+                busy = conn.execute(
+                    select(tasks.c.id).where(
+                        tasks.c.image_id == task.image_id,
+                        tasks.c.status.in_(list(UNFINISHED)),
+                    )
+                ).scalar()
+                if busy is not None:
+                    raise Conflict(
+                        f"Image {task.image_id} is already being imported by task {busy}"
+                    )
             try:
                 conn.execute(insert(tasks).values(row))
             except sqlalchemy.exc.IntegrityError as exc:
@@ -284,6 +303,64 @@ class Catalog:
                     f"Task {task_id} has status {current.status}, "
                     f"not {' or '.join(sorted(expect_status or ()))}"
                 )
+            return self._load_task(conn, task_id)
+
+    def claim_task(self, site: str, worker: str, lease: timedelta) -> TaskRecord | None:
+        """Take the oldest unfinished task of ``site`` nobody holds (or whose holder's lease
+        lapsed) for ``worker`` until ``now + lease``; None when there is none.
+
+        A compare-and-set on the previous holder and expiry: of two workers racing for one
+        task, one update matches and the other finds nothing and tries the next candidate.
+        """
+        now = utcnow()
+        free = (tasks.c.lease_owner.is_(None)) | (tasks.c.lease_expires_at < now)
+        candidates = (
+            select(tasks.c.id, tasks.c.lease_owner, tasks.c.lease_expires_at)
+            .where(tasks.c.site == site, tasks.c.status.in_(list(UNFINISHED)), free)
+            .order_by(tasks.c.created_at)
+            .limit(8)
+        )
+        with self._transaction(write=True) as conn:
+            for task_id, owner, expires in conn.execute(candidates).all():
+                same_holder = (
+                    tasks.c.lease_owner.is_(None) if owner is None else tasks.c.lease_owner == owner
+                )
+                same_expiry = (
+                    tasks.c.lease_expires_at.is_(None)
+                    if expires is None
+                    else tasks.c.lease_expires_at == expires
+                )
+                taken = conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == task_id, same_holder, same_expiry)
+                    .values(
+                        lease_owner=worker,
+                        lease_expires_at=now + lease,
+                        status="processing",
+                        updated_at=now,
+                    )
+                )
+                if taken.rowcount == 1:
+                    return self._load_task(conn, task_id)
+        return None
+
+    def hold_task(
+        self, task_id: str, worker: str, lease: timedelta, **fields: object
+    ) -> TaskRecord:
+        """Renew ``worker``'s lease (and change ``fields``); Conflict if another worker took
+        the task over meanwhile: the caller must stop working on it."""
+        changes = rows.task_fields(fields)
+        now = utcnow()
+        changes.update(updated_at=now, lease_expires_at=now + lease)
+        with self._transaction(write=True) as conn:
+            stmt = (
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.lease_owner == worker)
+                .values(changes)
+            )
+            if conn.execute(stmt).rowcount != 1:
+                current = self._load_task(conn, task_id)
+                raise Conflict(f"Task {task_id} is now held by {current.lease_owner}, not {worker}")
             return self._load_task(conn, task_id)
 
     # -- internals -------------------------------------------------------------------------

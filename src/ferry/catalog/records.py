@@ -24,6 +24,7 @@ IMAGE_STATUSES = frozenset(
 VISIBILITIES = frozenset({"public", "private", "shared", "community"})
 LOCATION_STATUSES = frozenset({"active", "pending", "deleting"})
 TASK_STATUSES = frozenset({"pending", "processing", "success", "failure"})
+UNFINISHED = ("pending", "processing")
 
 # Core image columns that update_image(fields=...) may set; id and created_at never change and
 # updated_at is the catalogue's to bump.
@@ -78,6 +79,7 @@ TASK_FIELDS = frozenset(
         "progress_done",
         "progress_total",
         "checkpoint",
+        "site",
     }
 )
 
@@ -156,3 +158,4 @@ class TaskRecord:
     progress_done: int = 0
     progress_total: int | None = None
     checkpoint: dict[str, Any] | None = None
+    site: str | None = None

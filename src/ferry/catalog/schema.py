@@ -141,7 +141,10 @@ tasks = Table(
     Column("progress_done", BigInteger, nullable=False),
     Column("progress_total", BigInteger),
     Column("checkpoint", NullableJSON),
+    # The site whose workers run the task: a job touches that site's stores.
+    Column("site", String(255)),
     Index(None, "image_id"),
     Index(None, "created_at"),
     Index(None, "status", "lease_expires_at"),
+    Index(None, "site", "status"),
 )
