@@ -59,14 +59,34 @@ class StoreConfig(_Frozen):
         return self
 
 
+class ImportConfig(_Frozen):
+    """How a site's workers import: staging, conversion, web-download's guard, job leases."""
+
+    staging: Path | None = Field(
+        None,
+        description="Directory for glance-direct's staged data and conversions "
+        "(default: <tmp>/ferry-staging-<site>). Shared by the site's workers.",
+    )
+    convert: bool = Field(True, description="image_conversion: non-raw imports become raw.")
+    allow_hosts: tuple[str, ...] = Field(
+        (), description="Hosts web-download may fetch from although their address is internal."
+    )
+    max_size: int | None = Field(None, description="Largest web-download accepted, in bytes.")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="A worker silent this long loses its job to another worker."
+    )
+    workers: int = Field(1, ge=0, description="Import workers this site's server runs.")
+
+
 class SiteConfig(_Frozen):
-    """One site: its Image API address and its stores."""
+    """One site: its Image API address, its stores and how it imports."""
 
     listen: str = Field("127.0.0.1:9292", description="host:port the site's API listens on.")
     public_url: str | None = Field(
         None, description="URL clients use for this site (default: http://<listen>)."
     )
     stores: tuple[StoreConfig, ...]
+    imports: ImportConfig = Field(default_factory=lambda: ImportConfig.model_validate({}))
 
     @property
     def host(self) -> str:

@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry import errors
-from ferry.api import discovery, images
+from ferry.api import discovery, images, tasks
 from ferry.api.errors import ferry_error
 from ferry.catalog import Catalog
 from ferry.config import Config
+from ferry.images.imports import Imports, Worker
 from ferry.images.service import ImageService
 from ferry.images.stores import Stores
 
@@ -34,10 +35,16 @@ def create_app(config: Config, site_name: str) -> FastAPI:
         stores = Stores(site)
         app.state.site = site
         app.state.stores = stores
-        app.state.images = ImageService(catalog, stores, config.owner)
+        app.state.images = service = ImageService(catalog, stores, config.owner)
+        app.state.imports = imports = Imports(service, site_name, site.imports)
+        workers = [Worker(imports) for _ in range(site.imports.workers)]
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
+            for worker in workers:
+                worker.stop()
             stores.close()
             catalog.close()
 
@@ -51,6 +58,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
     app.add_exception_handler(errors.FerryError, ferry_error)
     app.include_router(discovery.router)
     app.include_router(images.router)
+    app.include_router(tasks.router)
     app.add_middleware(RequestId)
     return app
 
@@ -65,7 +73,9 @@ class RequestId:
         if scope["type"] != "http" or scope["path"] in ("/", "/versions"):
             await self.app(scope, receive, send)
             return
-        rid = f"req-{uuid.uuid4()}".encode()
+        request_id = f"req-{uuid.uuid4()}"
+        scope["request_id"] = request_id
+        rid = request_id.encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

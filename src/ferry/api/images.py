@@ -30,7 +30,7 @@ def _svc(request: Request) -> ImageService:
     return svc
 
 
-async def _json(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
     try:
         return json.loads(await request.body() or b"null")
     except ValueError as exc:
@@ -39,7 +39,7 @@ async def _json(request: Request) -> Any:
 
 @router.post("/images", status_code=201)
 async def create(request: Request) -> JSONResponse:
-    body = await _json(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
     record = await run_in_threadpool(_svc(request).create, body)
@@ -106,7 +106,7 @@ async def update(image_id: str, request: Request) -> dict[str, Any]:
     media = request.headers.get("content-type", "").split(";")[0].strip()
     if media not in PATCH_TYPES:
         raise UnsupportedPatch(f"Unsupported Content-Type {media or 'none'}: use {PATCH_TYPES[0]}")
-    ops = await _json(request)
+    ops = await json_body(request)
     if not isinstance(ops, list):
         raise InvalidRequest("Request body must be a JSON array of operation objects.")
     record = await run_in_threadpool(_svc(request).update, image_id, ops)
@@ -150,7 +150,7 @@ def delete_from_store(store_id: str, image_id: str, request: Request) -> Respons
 async def upload(image_id: str, request: Request) -> Response:
     """Stream the body into the store: object-aligned batches, no temporary file."""
     size_header = request.headers.get("x-openstack-image-size")
-    size = _int(size_header, "x-openstack-image-size") if size_header else None
+    size = int_param(size_header, "x-openstack-image-size") if size_header else None
     store_id = request.headers.get("x-image-meta-store")
     upload = await run_in_threadpool(_svc(request).start_upload, image_id, store_id, size)
     try:
@@ -219,7 +219,7 @@ def _range(header: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-def _int(text: str, what: str) -> int:
+def int_param(text: str, what: str) -> int:
     try:
         value = int(text)
     except ValueError as exc:

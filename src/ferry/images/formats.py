@@ -41,3 +41,8 @@ def mismatch(disk_format: str | None, found: Inspected) -> bool:
     Data with a known header declared as raw is accepted as raw, as Glance does.
     """
     return disk_format in INSPECTED and found.format != disk_format
+
+
+def is_vmdk_descriptor(head: bytes) -> bool:
+    """True for a VMDK text descriptor: data that only names other files (its extents)."""
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"# Disk DescriptorFile")

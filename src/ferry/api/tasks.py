@@ -1,0 +1,79 @@
+"""Imports and tasks: ``/v2/images/{id}/import``, ``/stage``, ``/tasks``, ``/v2/tasks``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from ferry.api import render
+from ferry.api.errors import empty
+from ferry.api.images import int_param, json_body
+from ferry.errors import InvalidRequest
+from ferry.images.imports import Imports
+
+router = APIRouter(prefix="/v2")
+
+
+def _imports(request: Request) -> Imports:
+    imports: Imports = request.app.state.imports
+    return imports
+
+
+@router.post("/images/{image_id}/import", status_code=202)
+async def import_image(image_id: str, request: Request) -> Response:
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object")
+    rid = request.scope.get("request_id")
+    await run_in_threadpool(_imports(request).request, image_id, body, rid)
+    return empty(202)
+
+
+@router.put("/images/{image_id}/stage", status_code=204)
+async def stage(image_id: str, request: Request) -> Response:
+    """glance-direct's first step: the body goes to the site's staging area."""
+    staging = await run_in_threadpool(_imports(request).start_stage, image_id)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(staging.feed, chunk)
+        await run_in_threadpool(staging.finish)
+    except BaseException:
+        await run_in_threadpool(staging.abort)
+        raise
+    return empty()
+
+
+@router.get("/images/{image_id}/tasks")
+def image_tasks(image_id: str, request: Request) -> dict[str, Any]:
+    imports = _imports(request)
+    imports.service.get(image_id)  # 404 for an unknown image
+    found = imports.service.catalog.list_tasks(image_id=image_id, sort_dir="asc", limit=1000)
+    return {"tasks": [render.image_task(t) for t in found]}
+
+
+@router.get("/tasks")
+def list_tasks(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    limit = int_param(q["limit"], "limit") if "limit" in q else 25
+    found = _imports(request).service.catalog.list_tasks(
+        status=q.get("status"),
+        type=q.get("type"),
+        sort_dir=q.get("sort_dir", "desc"),
+        limit=limit,
+        marker=q.get("marker"),
+    )
+    doc: dict[str, Any] = {"tasks": [render.task_summary(t) for t in found]}
+    doc["first"] = "/v2/tasks"
+    doc["schema"] = "/v2/schemas/tasks"
+    if found and len(found) == limit:
+        doc["next"] = f"/v2/tasks?marker={found[-1].id}&limit={limit}"
+    return doc
+
+
+@router.get("/tasks/{task_id}")
+def show_task(task_id: str, request: Request) -> dict[str, Any]:
+    return render.task(_imports(request).service.catalog.get_task(task_id))
