@@ -71,7 +71,14 @@ def start_site(tmp: Path, clusters: dict[str, str], catalog: str | None = None) 
     stores.insert(1, {"id": "http", "type": "http", "description": "http store"})
     config = {
         "catalog": catalog or f"sqlite:///{tmp / 'catalog.db'}",
-        "sites": {"central": {"listen": f"127.0.0.1:{port}", "stores": stores}},
+        "sites": {
+            "central": {
+                "listen": f"127.0.0.1:{port}",
+                "stores": stores,
+                # web-download tests fetch from a server on 127.0.0.1, and only from there
+                "imports": {"allow_hosts": ["127.0.0.1"], "staging": str(tmp / "staging")},
+            }
+        },
     }
     path = tmp / "ferry.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -86,6 +86,14 @@ class Fetched:
             raise BackendUnavailable(f"web-download: reading {self.url} failed: {exc}") from exc
 
 
+def check_url(url: str, policy: FetchPolicy) -> None:
+    """Refuse ``url`` up front (scheme, every address it resolves to) without connecting.
+
+    What the import request is checked with; ``open_url`` checks again, and every redirect.
+    """
+    _admit(_parse(url), policy, {}, None)
+
+
 @contextmanager
 def open_url(url: str, policy: FetchPolicy) -> Iterator[Fetched]:
     """Open ``url`` for download after checking it and every redirect against ``policy``."""

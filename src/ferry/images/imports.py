@@ -44,9 +44,16 @@ from ferry.block import BlockImage
 from ferry.catalog import ImageRecord, Location, TaskRecord
 from ferry.catalog.records import utcnow
 from ferry.config import ImportConfig
-from ferry.errors import AlreadyExists, Conflict, FerryError, InvalidRequest, NotFound
+from ferry.errors import (
+    AlreadyExists,
+    Conflict,
+    FerryError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
 from ferry.images import convert
-from ferry.images.fetch import FetchPolicy, open_url
+from ferry.images.fetch import FetchPolicy, check_url, open_url
 from ferry.images.formats import HEAD, inspect
 from ferry.images.service import ImageService
 from ferry.images.stores import SNAP, Store
@@ -173,10 +180,17 @@ class Imports:
                     raise InvalidRequest(f"Image is already present at store '{store_id}'")
         elif req.method == "glance-direct" and record.status != "uploading":
             raise Conflict("Image needs to be staged before 'glance-direct' method can be used")
-        elif req.method == "web-download" and record.status != "queued":
-            raise Conflict(
-                f"Image status transition from {record.status} to importing is not allowed"
-            )
+        elif req.method == "web-download":
+            if record.status != "queued":
+                raise Conflict(
+                    f"Image status transition from {record.status} to importing is not allowed"
+                )
+            try:
+                check_url(req.uri or "", self.policy)
+            except Forbidden as exc:  # Glance's URI filter answers 400
+                raise InvalidRequest(
+                    f"URI for web-download does not pass filtering: {exc}"
+                ) from exc
         if not wanted:
             raise InvalidRequest("There is no store to import into")
         return tuple(dict.fromkeys(wanted))
