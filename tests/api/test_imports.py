@@ -165,6 +165,8 @@ def test_glance_direct_then_copy_image_with_tasks(site: Site, tmp_path: Path) ->
         "image_id": image_id
     }
     assert listed[1]["deleted"] is False and "." in listed[1]["created_at"]
+    job = listed[1]["job"]  # ferry's addition: who ran it and how far it got
+    assert (job["bytes_done"], job["bytes_total"], job["worker"]) == (12 * MiB, 12 * MiB, None)
     with site.http() as http:
         page = http.get("/v2/tasks").json()
     assert page["first"] == "/v2/tasks" and page["schema"] == "/v2/schemas/tasks"

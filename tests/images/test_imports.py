@@ -133,6 +133,7 @@ def test_copy_image_to_two_stores_in_one_pass(central: Central) -> None:
     assert done.checkpoint is not None
     assert done.checkpoint["written"] == {"dcn0": nonzero, "dcn1": nonzero}  # zeros never sent
     assert done.checkpoint["resumed_from"] == 0
+    assert (done.progress_done, done.progress_total) == (len(data), len(data))
 
 
 def test_ensure_copies_once_then_moves_nothing(central: Central) -> None:

@@ -317,6 +317,7 @@ class Imports:
         if not todo:
             return []
         source = self._source_store(record, todo)
+        job.total = record.size
         resume = job.checkpoint.get("targets") == todo and "offset" in job.checkpoint
         start = int(job.checkpoint.get("offset", 0)) if resume else 0
         failed: dict[str, FerryError] = {}
@@ -353,7 +354,7 @@ class Imports:
                     on_window=on_window,
                 )
             written.update(outcome.written)
-            job.commit(written=written)
+            job.commit(written=written, read=outcome.read)
             failed.update(outcome.failed)
             ok = [s for s in todo if s in dests and s not in failed]
             if req.must_succeed and failed:
@@ -485,6 +486,7 @@ class _Job:
         self.worker = worker
         self.checkpoint: dict[str, Any] = dict(task.checkpoint or {})
         self.progress = task.progress_done
+        self.total = task.progress_total
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"lease-{task.id}", daemon=True)
@@ -499,6 +501,8 @@ class _Job:
 
     def _hold(self, **fields: object) -> None:
         catalog = self.imports.service.catalog
+        if self.total is not None:
+            fields.setdefault("progress_total", self.total)
         try:
             catalog.hold_task(self.task.id, self.worker, self.imports.lease, **fields)
         except Conflict as exc:
