@@ -10,6 +10,8 @@ block writers or each other.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,21 @@ def create_engines(url: str) -> Engines:
     return Engines(base=engine, read=read, write=engine, serialized=False)
 
 
+def _wal(cursor: Any) -> None:
+    """Switch to WAL. Switching takes a lock the busy timeout does not wait for (SQLite
+    answers "database is locked" at once while another process creates or switches the
+    database), so retry for as long as the busy timeout would have waited."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite(url: str, *, in_memory: bool) -> Engines:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
     if in_memory:
@@ -59,7 +76,7 @@ def _sqlite(url: str, *, in_memory: bool) -> Engines:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
