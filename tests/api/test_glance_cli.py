@@ -291,3 +291,27 @@ def test_size_header_that_disagrees_is_refused(site: Site) -> None:
         after = http.get(f"/v2/images/{image['id']}").json()
         assert after["status"] == "queued" and after["size"] is None
         assert image["id"] not in blocks(site, "default_backend")
+
+
+def test_deactivated_and_protected_images(site: Site, tmp_path: Path) -> None:
+    image_id = upload(site, image_file(tmp_path, size=4 * MiB))["id"]
+    site.glance("image-deactivate", image_id)
+    assert table(site.glance("image-show", image_id).stdout)["status"] == "deactivated"
+    with site.http() as http:
+        r = http.get(f"/v2/images/{image_id}/file", headers={"Accept": "application/json"})
+        assert r.status_code == 403
+        assert "has been deactivated. Image data download is forbidden" in r.json()["message"]
+    site.glance("image-reactivate", image_id)
+    got = tmp_path / "got"
+    site.glance("image-download", "--file", str(got), image_id)
+    assert got.stat().st_size == 4 * MiB
+    site.glance("image-update", "--protected", "True", image_id)
+    refused = site.glance("image-delete", image_id, ok=False)  # glanceclient's words for 403
+    assert refused.returncode != 0 and "not permitted to delete the image" in refused.stderr
+    with site.http() as http:
+        r = http.delete(f"/v2/images/{image_id}", headers={"Accept": "application/json"})
+        assert r.status_code == 403 and "is protected and cannot be deleted" in r.text
+    assert image_id in blocks(site, "default_backend")  # nothing was removed
+    site.glance("image-update", "--protected", "False", image_id)
+    site.glance("image-delete", image_id)
+    assert image_id not in blocks(site, "default_backend")
