@@ -299,3 +299,41 @@ def test_hostile_qcow2_is_refused_and_nothing_stored(site: Site, tmp_path: Path,
     (task,) = tasks_of(site, image_id)
     assert task["status"] == "failure" and "backing file" in task["message"]
     assert image_id not in blocks(site, "default_backend")
+
+
+def test_copy_into_a_failing_store_with_and_without_allow_failure(
+    site: Site, tmp_path: Path
+) -> None:
+    if site.clusters["dcn1"].startswith("ceph:"):
+        pytest.skip("breaks dcn1 by replacing its embedded images pool with a file")
+    pool = Path(site.clusters["dcn1"]) / "pools" / "images"
+    for allow, task_status in (("True", "success"), ("False", "failure")):
+        image_id = upload(site, image_file(tmp_path, size=4 * MiB))["id"]
+        site.glance("image-import", image_id, "--stores", "dcn0", "--import-method", "copy-image")
+        settle(site, image_id, lambda d: d.get("stores") == "dcn0,default_backend")
+        pool.rename(tmp_path / "aside")
+        pool.write_text("not a pool")
+        try:
+            site.glance(
+                "image-import",
+                image_id,
+                "--stores",
+                "dcn1",
+                "--import-method",
+                "copy-image",
+                "--allow-failure",
+                allow,
+            )
+            states = settle(site, image_id, lambda d: d.get("os_glance_failed_import"))
+        finally:
+            pool.unlink()
+            (tmp_path / "aside").rename(pool)
+        # The reference (steps 73-78): same image view either way, the task tells them apart.
+        assert states[-1] == ("active", "dcn0,default_backend", "", "dcn1")
+        copy = tasks_of(site, image_id)[-1]
+        assert copy["status"] == task_status
+        if allow == "True":
+            assert copy["message"] == ""  # as Glance: a partial success is a success
+        else:
+            assert copy["message"], copy  # says why, where Glance says "Internal Error"
+        assert image_id not in blocks(site, "dcn1")
