@@ -79,6 +79,16 @@ def tasks_of(site: Site, image_id: str) -> list[dict[str, Any]]:
         return found
 
 
+def web_download(site: Site, name: str, uri: str) -> str:
+    """``glance image-create-via-import --import-method web-download`` of a qcow2; its id."""
+    out = site.glance(
+        "image-create-via-import", "--disk-format", "qcow2", "--container-format", "bare",
+        "--name", name, "--import-method", "web-download", "--uri", uri,
+        "--stores", "default_backend",
+    ).stdout  # fmt: skip
+    return table(out)["id"]
+
+
 def qemu_img(*args: str) -> None:
     subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
@@ -87,22 +97,7 @@ def test_web_download_converts_qcow2_to_raw(site: Site, tmp_path: Path, web: Any
     base, root = web
     raw = image_file(tmp_path, "cirros.raw", 16 * MiB)
     qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(root / "cirros.qcow2"))
-    out = site.glance(
-        "image-create-via-import",
-        "--disk-format",
-        "qcow2",
-        "--container-format",
-        "bare",
-        "--name",
-        "cirros",
-        "--import-method",
-        "web-download",
-        "--uri",
-        f"{base}/cirros.qcow2",
-        "--stores",
-        "default_backend",
-    ).stdout
-    image_id = table(out)["id"]
+    image_id = web_download(site, "cirros", f"{base}/cirros.qcow2")
     states = settle(site, image_id, lambda d: d["status"] == "active")
     assert states[-1] == ("active", "default_backend", "", "")
     assert ("importing", None, "default_backend", "") in states or len(states) == 1
@@ -280,20 +275,7 @@ def test_hostile_qcow2_is_refused_and_nothing_stored(site: Site, tmp_path: Path,
     qemu_img(
         "create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", str(root / "bad.qcow2"), "1M"
     )
-    out = site.glance(
-        "image-create-via-import",
-        "--disk-format",
-        "qcow2",
-        "--container-format",
-        "bare",
-        "--name",
-        "bad",
-        "--import-method",
-        "web-download",
-        "--uri",
-        f"{base}/bad.qcow2",
-    ).stdout
-    image_id = table(out)["id"]
+    image_id = web_download(site, "bad", f"{base}/bad.qcow2")
     states = settle(site, image_id, lambda d: d.get("os_glance_failed_import"))
     assert states[-1] == ("queued", None, "", "default_backend")
     (task,) = tasks_of(site, image_id)
