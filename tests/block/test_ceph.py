@@ -22,6 +22,7 @@ import pytest
 
 from ferry.block import BlockImage, Cluster, ImageSpec, connect, ops
 from ferry.errors import Conflict, FerryError, Forbidden, InvalidRequest
+from tests.block.test_contract import protected_parent
 from tests.conftest import ceph_conf, unique
 
 pytestmark = pytest.mark.ceph
@@ -66,18 +67,6 @@ def rbd(conf: Path, *args: str) -> str:
     return proc.stdout
 
 
-def published(cluster: Cluster, data: dict[int, bytes], size: int) -> ImageSpec:
-    """A block image as Glance leaves it: ``images/<name>`` with protected snapshot ``snap``."""
-    spec = ImageSpec("images", unique("img"))
-    cluster.create(spec.pool, spec.name, size)
-    with cluster.open(spec) as image:
-        for offset, chunk in data.items():
-            image.write(offset, chunk)
-        image.create_snap("snap")
-        image.protect_snap("snap")
-    return spec
-
-
 def purge(cluster: Cluster, parent: ImageSpec, *clones: ImageSpec) -> None:
     """Remove clones, then the parent with its snapshot (tests share long-lived clusters)."""
     for kid in clones:
@@ -112,7 +101,7 @@ def sha256(image: BlockImage) -> str:
 def test_rbd_cli_reads_what_ferry_wrote(central: Cluster, tmp_path: Path) -> None:
     conf = ceph_conf("central")
     blob = os.urandom(MiB)
-    parent = published(central, {3 * MiB: blob}, size=8 * MiB)
+    parent = protected_parent(central, {3 * MiB: blob}, size=8 * MiB)
     disk = ImageSpec("vms", f"{unique('inst')}_disk")  # as Nova names an instance's disk
     volume = ImageSpec("volumes", f"volume-{unique('vol')}")  # as Cinder names a volume
     for kid in (disk, volume):
