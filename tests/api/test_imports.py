@@ -319,3 +319,17 @@ def test_copy_into_a_failing_store_with_and_without_allow_failure(
         else:
             assert copy["message"], copy  # says why, where Glance says "Internal Error"
         assert image_id not in blocks(site, "dcn1")
+
+
+def test_web_download_of_data_that_is_not_its_disk_format_is_refused(
+    site: Site, tmp_path: Path, web: Any
+) -> None:
+    base, root = web
+    (root / "plain.qcow2").write_bytes(image_file(tmp_path, size=2 * MiB).read_bytes())
+    image_id = web_download(site, "plain", f"{base}/plain.qcow2")  # declared qcow2, raw bytes
+    states = settle(site, image_id, lambda d: d.get("os_glance_failed_import"))
+    assert states[-1] == ("queued", None, "", "default_backend")
+    (task,) = tasks_of(site, image_id)
+    assert task["status"] == "failure"
+    assert "disk_format qcow2 does not match stream data raw" in task["message"]
+    assert image_id not in blocks(site, "default_backend")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ferry.errors import FormatMismatch
+
 DISK_FORMATS = (None, "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
                 "ploop")  # fmt: skip
 # Formats whose header the inspector knows: data claiming one of these must carry it.
@@ -35,12 +37,13 @@ def inspect(head: bytes) -> Inspected:
     return Inspected("raw", None)
 
 
-def mismatch(disk_format: str | None, found: Inspected) -> bool:
-    """True when the declared format has a header the data does not carry (Glance: 415).
-
-    Data with a known header declared as raw is accepted as raw, as Glance does.
-    """
-    return disk_format in INSPECTED and found.format != disk_format
+def check_declared(disk_format: str | None, found: Inspected) -> None:
+    """FormatMismatch when the declared format has a header the data does not carry (Glance:
+    415). Data with a known header declared as raw is accepted as raw, as Glance does."""
+    if disk_format in INSPECTED and found.format != disk_format:
+        raise FormatMismatch(
+            f"Image disk_format {disk_format} does not match stream data {found.format}"
+        )
 
 
 def is_vmdk_descriptor(head: bytes) -> bool:

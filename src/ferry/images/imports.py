@@ -54,7 +54,7 @@ from ferry.errors import (
 )
 from ferry.images import convert
 from ferry.images.fetch import FetchPolicy, check_url, open_url
-from ferry.images.formats import HEAD, inspect
+from ferry.images.formats import HEAD, check_declared, inspect
 from ferry.images.service import ImageService
 from ferry.images.stores import SNAP, Store
 from ferry.images.transfer import transfer
@@ -68,6 +68,8 @@ TASK_EXPIRY = timedelta(hours=48)  # Glance keeps finished tasks this long
 IMPORT_TASK = "os_glance_import_task"
 IMPORTING = "os_glance_importing_to_stores"
 FAILED = "os_glance_failed_import"
+# The status an image waits for its ingest in (copy-image needs an active image instead).
+WAITING = {"web-download": "queued", "glance-direct": "uploading"}
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class Imports:
             site=self.site,
         )
         task = self.service.catalog.create_task(task, sole_for_image=True)
-        status = {"web-download": "queued", "glance-direct": "uploading"}.get(req.method)
+        status = WAITING.get(req.method)
         try:
             self.service.catalog.update_image(
                 image_id,
@@ -277,11 +279,10 @@ class Imports:
     def _ingest(self, job: _Job, req: ImportRequest, store_id: str) -> None:
         store = self._store(store_id)
         image_id = job.task.image_id or ""
-        with _source(self, job, req) as (path, chunks):
+        declared = self.service.get(image_id).disk_format
+        with _source(self, job, req, declared) as (chunks, converted):
             writer = _writer(store, image_id)
             try:
-                if path is not None:
-                    chunks = _file_chunks(path)
                 for chunk in chunks:
                     writer.write(chunk)
                     job.done(writer.size)
@@ -297,7 +298,7 @@ class Imports:
             "os_hash_algo": "sha512",
             "os_hash_value": written.os_hash_value,
         }
-        if path is not None:  # converted, or staged raw: Glance records what it stored
+        if converted:  # Glance records what it stored
             fields["disk_format"] = "raw"
         job.check()
         self.service.catalog.add_location(
@@ -332,18 +333,11 @@ class Imports:
                     failed[store_id] = exc
             if resume and len(dests) < len(todo):
                 start = 0  # a destination was lost: every one starts over
-            job.commit(
-                phase="copy",
-                targets=todo,
-                offset=start,
-                resumed_from=start,
-                written=dict.fromkeys(todo, 0),
-            )
-            written = dict.fromkeys(todo, 0)
+            job.commit(phase="copy", targets=todo, offset=start, resumed_from=start)
 
             def on_window(end: int) -> None:
-                job.commit(offset=end, written=written)
                 job.done(end)
+                job.commit(offset=end)
 
             with source.open_snap(image_id) as src:
                 outcome = transfer(
@@ -353,8 +347,7 @@ class Imports:
                     start=start,
                     on_window=on_window,
                 )
-            written.update(outcome.written)
-            job.commit(written=written, read=outcome.read)
+            job.commit(written=outcome.written, read=outcome.read)
             failed.update(outcome.failed)
             ok = [s for s in todo if s in dests and s not in failed]
             if req.must_succeed and failed:
@@ -398,7 +391,7 @@ class Imports:
             pending = set(filter(None, record.properties.get(IMPORTING, "").split(",")))
             missing = set(targets) - set(record.stores)
             self._mark_failed(image_id, dict.fromkeys(pending | missing))
-            back = {"web-download": "queued", "glance-direct": "uploading"}.get(req.method)
+            back = WAITING.get(req.method)
             self.service.catalog.update_image(
                 image_id,
                 fields={"status": back} if back and record.status == "importing" else {},
@@ -546,27 +539,34 @@ class _Job:
 
 @contextlib.contextmanager
 def _source(
-    imports: Imports, job: _Job, req: ImportRequest
-) -> Iterator[tuple[Path | None, Iterator[bytes]]]:
-    """The bytes to ingest: ``(path, ())`` for a file to read, or ``(None, chunks)``.
+    imports: Imports, job: _Job, req: ImportRequest, declared: str | None
+) -> Iterator[tuple[Iterator[bytes], bool]]:
+    """The bytes to ingest, and whether they were converted to raw.
 
-    Raw data from a URL streams through; anything to convert (and every staged file) is a
-    file, converted to raw next to it when conversion is on.
+    The format is told from the bytes and must match ``declared`` (the image's disk_format).
+    Raw data from a URL streams through; anything to convert is written to a file first and
+    converted to raw beside it (when conversion is on). A staged file is read in place.
     """
     image_id = job.task.image_id or ""
     work = imports.staging / f".{image_id}.{job.task.id}"
     work.mkdir(parents=True, exist_ok=True)
+    convert_on = imports.config.convert
     try:
         if req.method == "glance-direct":
             path = imports.staged(image_id)
             if not path.exists():
                 raise NotFound(f"the staged data of image {image_id} is gone")
+            with path.open("rb") as f:
+                found = inspect(f.read(HEAD))
+            check_declared(declared, found)
         else:
             with open_url(req.uri or "", imports.policy) as fetched:
                 chunks = fetched.chunks(BATCH)
                 first = b"".join(_take(chunks, HEAD))
-                if not imports.config.convert or inspect(first).format == "raw":
-                    yield None, _chain(first, chunks)
+                found = inspect(first)
+                check_declared(declared, found)
+                if not convert_on or found.format == "raw":
+                    yield _chain(first, chunks), False
                     return
                 path = work / "download"
                 with path.open("wb") as f:
@@ -574,13 +574,12 @@ def _source(
                         _write_sparse(f, chunk)
                         job.check()
                     f.truncate()
-        found = inspect(path.open("rb").read(HEAD)).format
-        if imports.config.convert and found != "raw":
-            convert.check_safe(path, found)
+        if convert_on and found.format != "raw":
             raw = work / "raw"
-            convert.convert_to_raw(path, found, raw)
-            path = raw
-        yield path, iter(())
+            convert.convert_to_raw(path, found.format, raw)  # refuses hostile images first
+            yield _file_chunks(raw), True
+        else:
+            yield _file_chunks(path), False
     finally:
         for leftover in work.glob("*"):
             leftover.unlink()

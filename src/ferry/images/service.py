@@ -28,14 +28,13 @@ from ferry.errors import (
     Conflict,
     FerryError,
     Forbidden,
-    FormatMismatch,
     InUse,
     InvalidRequest,
     NoData,
     NotFound,
     ReadOnlyStore,
 )
-from ferry.images.formats import mismatch
+from ferry.images.formats import check_declared
 from ferry.images.stores import Store, Stores
 from ferry.images.upload import ImageWriter
 
@@ -293,11 +292,8 @@ class Upload:
 
     def _check_format(self) -> None:
         found = self._writer.inspected
-        if found is not None and mismatch(self.record.disk_format, found):
-            raise FormatMismatch(
-                f"Image disk_format {self.record.disk_format} does not match stream data "
-                f"{found.format}"
-            )
+        if found is not None:
+            check_declared(self.record.disk_format, found)
 
     def finish(self) -> ImageRecord:
         written = self._writer.finish(self._size)
