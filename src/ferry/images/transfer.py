@@ -19,6 +19,7 @@ dropped (``failed``) and the others go on.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -128,11 +129,14 @@ def _write_runs(image: BlockImage, pos: int, data: memoryview, runs: list[tuple[
 
 def _pieces(extents: list[Extent], start: int, end: int) -> Iterator[tuple[int, int, bool]]:
     """``(offset, length, has_data)`` covering ``[start, end)`` in order, at most BATCH long:
-    data where an extent lies, holes between."""
+    data where an extent lies, holes between. ``extents`` are sorted and disjoint (a diff),
+    so the window's first one is found by bisection, not by a scan from the image's start."""
     pos = start
-    for ext in extents:
-        if ext.end <= pos or ext.offset >= end:
-            continue
+    first = bisect.bisect_right(extents, start, key=lambda e: e.end)
+    for i in range(first, len(extents)):
+        ext = extents[i]
+        if ext.offset >= end:
+            break
         if ext.offset > pos:
             yield from _split(pos, ext.offset, has_data=False)
             pos = ext.offset
