@@ -27,7 +27,7 @@ from typing import Any
 from ferry.block import ImageSpec, ops
 from ferry.block.embedded import EmbeddedCluster
 from ferry.catalog import Catalog
-from ferry.config import SiteConfig
+from ferry.config import parse
 from ferry.images.imports import Imports
 from ferry.images.service import ImageService
 from ferry.images.stores import Store, Stores
@@ -128,20 +128,21 @@ def main() -> None:
     size = ops.parse_size(args.size)
     with tempfile.TemporaryDirectory(prefix="ferry-bench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
-        stores = []
+        clusters: dict[str, dict[str, str]] = {}
         for n, store_id in enumerate(STORES):
             if args.ceph:
-                cluster, client = f"ceph:{args.ceph[n]}", "admin"
+                clusters[store_id] = {"ceph": str(args.ceph[n])}
             else:
                 EmbeddedCluster.init(work / store_id, store_id)
-                cluster, client = str(work / store_id), "admin"
-            stores.append({"id": store_id, "cluster": cluster, "client": client,
-                           "default": store_id == "default_backend"})  # fmt: skip
-        config = SiteConfig.model_validate({"stores": stores})
-        catalog = Catalog(f"sqlite:///{work / 'catalog.db'}")
+                clusters[store_id] = {"embedded": str(work / store_id)}
+        stores = [{"id": s, "cluster": s, "default": s == "default_backend"} for s in STORES]
+        config = parse({"catalog": f"sqlite:///{work / 'catalog.db'}", "clusters": clusters,
+                        "sites": {"central": {"stores": stores}}})  # fmt: skip
+        site_stores = Stores(config, "central")
+        catalog = Catalog(config.catalog, site_stores.catalog_keys)
         catalog.migrate()
-        service = ImageService(catalog, Stores(config), "bench")
-        imports = Imports(service, "central", config.imports)
+        service = ImageService(catalog, site_stores, "bench")
+        imports = Imports(service, "central", config.site("central").imports)
         where = "ceph" if args.ceph else "embedded"
         print(f"copy-image on {where} clusters, median of {args.runs} runs")
         rows = [("what", "measured", "reference", "ratio")]

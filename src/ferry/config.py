@@ -1,62 +1,135 @@
-"""ferry's configuration: parsed once from YAML into frozen objects, then passed in.
+"""ferry's topology: parsed once from YAML into frozen objects, then passed in.
 
-A deployment names its shared catalogue and its sites; each site serves the Image API and has
-stores: its own cluster (the default store) and, usually, other sites' clusters::
+A deployment names its shared catalogue, its clusters, the clients each cluster knows, and its
+sites. Each site serves the Image API; its stores are its own cluster's images pool (the
+default store) and, usually, other sites' clusters::
 
     catalog: sqlite:////var/lib/ferry/catalog.db
+    clusters:
+      central: {embedded: /var/lib/ferry/central}
+      dcn0: {ceph: /etc/ceph/dcn0.conf, fsid: 539e2b96-..., mon_host: [172.16.11.61]}
+    clients:
+      external:                      # client.external, one key per cluster
+        dcn0: {key: AQBO/mte..., caps: {mon: profile rbd, osd: profile rbd pool=images}}
     sites:
       central:
+        role: central
         listen: 127.0.0.1:9292
+        cluster: central             # or inline: {embedded: DIR} / {ceph: CONF, ...}
         stores:
-          - {id: default_backend, description: central rbd glance store,
-             cluster: /var/lib/ferry/central, default: true}
-          - {id: http, type: http, description: http store}
-          - {id: dcn0, description: dcn0 rbd glance store, cluster: ceph:/etc/ceph/dcn0.conf,
-             client: external}
+          - {id: default_backend, description: central rbd glance store, default: true}
+          - {id: dcn0, description: dcn0 rbd glance store, cluster: dcn0, client: external}
+
+A store's cluster defaults to its site's. Store ids are a site's own names: the same cluster
+may be ``default_backend`` at central and ``central`` at an edge, as in TripleO. The catalogue
+records a location by its cluster (see ``StoreRef.key``), so every site shows it by its own name.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ferry.block.auth import OsdCaps, client_name, validate_key
 from ferry.errors import InvalidRequest
 
 NOAUTH_PROJECT = "c0ffee00c0ffee00c0ffee00c0ffee00"
+NAME = r"^[A-Za-z0-9_\-]+$"
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ClusterConfig(_Frozen):
+    """A storage cluster: an embedded directory, or a Ceph cluster reached through its conf."""
+
+    embedded: Path | None = Field(None, description="The embedded cluster's directory.")
+    ceph: Path | None = Field(None, description="The Ceph cluster's conf file.")
+    name: str | None = Field(
+        None, pattern=NAME, description="The cluster's own name ($cluster); default: its key."
+    )
+    fsid: str | None = Field(None, description="Ceph fsid, for 'ferry topology ceph-files'.")
+    mon_host: tuple[str, ...] = Field((), description="Monitor addresses, for ceph-files.")
+    client: str = Field("admin", description="Client the cluster's own site connects as.")
+    keyring: Path | None = Field(None, description="That client's keyring (default: Ceph's).")
+
+    @classmethod
+    def from_target(cls, target: str) -> ClusterConfig:
+        """The cluster ``ferry.block.connect`` would open for ``target``."""
+        if target.startswith("ceph:"):
+            return cls.model_validate({"ceph": target.removeprefix("ceph:")})
+        return cls.model_validate({"embedded": target})
+
+    @property
+    def target(self) -> str:
+        """What ``ferry.block.connect`` takes: ``ceph:CONF`` or a directory."""
+        return f"ceph:{self.ceph}" if self.ceph else str(self.embedded)
+
+    @property
+    def kind(self) -> str:
+        return "ceph" if self.ceph else "embedded"
+
+    @field_validator("mon_host", mode="before")
+    @classmethod
+    def _split_mons(cls, value: object) -> object:
+        if isinstance(value, str):  # "a, b, c" as Ceph and TripleO write it
+            return tuple(m.strip() for m in value.split(",") if m.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ClusterConfig:
+        if (self.embedded is None) == (self.ceph is None):
+            raise ValueError("give exactly one of 'embedded: DIR' or 'ceph: CONF'")
+        return self
+
+
+class ClientConfig(_Frozen):
+    """One client's identity in one cluster: its cephx key and caps."""
+
+    key: str
+    caps: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        try:
+            return validate_key(value)
+        except InvalidRequest as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("caps")
+    @classmethod
+    def _caps(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            OsdCaps.parse(value.get("osd", ""))
+        except InvalidRequest as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class StoreConfig(_Frozen):
     """A Glance store: where an image's data lives (``images/<id>@snap`` in a cluster)."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Store id, as clients name it.")
+    id: str = Field(pattern=NAME, description="Store id, as clients name it at this site.")
     description: str = Field("", description="Shown by 'glance stores-info'.")
     type: Literal["rbd", "http"] = Field(
         "rbd", description="rbd: a cluster's images pool; http: read-only, as Glance lists it."
     )
-    cluster: str | None = Field(
-        None, description="Embedded cluster directory, or ceph:CONF for a Ceph cluster."
+    cluster: str | None = Field(None, description="The cluster's name; default: the site's.")
+    client: str | None = Field(
+        None, description="Client (client.NAME) to connect as; default: the cluster's."
     )
-    client: str = Field("admin", description="Client (client.NAME) the store connects as.")
-    keyring: Path | None = Field(None, description="Keyring file; default: the cluster's.")
-    pool: str = Field("images", description="Pool holding the images' block images.")
+    pool: str = Field("images", pattern=NAME, description="Pool holding the block images.")
     default: bool = Field(False, description="The store uploads go to when none is named.")
 
     @property
     def read_only(self) -> bool:
         return self.type == "http"
-
-    @model_validator(mode="after")
-    def _cluster_for_rbd(self) -> StoreConfig:
-        if self.type == "rbd" and not self.cluster:
-            raise ValueError(f"store {self.id!r} needs 'cluster' (a directory or ceph:CONF)")
-        return self
 
 
 class ImportConfig(_Frozen):
@@ -79,12 +152,15 @@ class ImportConfig(_Frozen):
 
 
 class SiteConfig(_Frozen):
-    """One site: its Image API address, its stores and how it imports."""
+    """One site: its role, AZ, Image API address, cluster, stores and how it imports."""
 
+    role: Literal["central", "edge"] = Field("edge", description="central or edge.")
+    az: str | None = Field(None, description="Availability zone (default: the site's name).")
     listen: str = Field("127.0.0.1:9292", description="host:port the site's API listens on.")
     public_url: str | None = Field(
         None, description="URL clients use for this site (default: http://<listen>)."
     )
+    cluster: str | None = Field(None, description="The site's own cluster (default: its name).")
     stores: tuple[StoreConfig, ...]
     imports: ImportConfig = Field(default_factory=lambda: ImportConfig.model_validate({}))
 
@@ -100,6 +176,18 @@ class SiteConfig(_Frozen):
     def url(self) -> str:
         return (self.public_url or f"http://{self.listen}").rstrip("/")
 
+    @property
+    def default_store(self) -> StoreConfig:
+        return next(s for s in self.stores if s.default)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _one_default(self) -> SiteConfig:
         ids = [s.id for s in self.stores]
@@ -111,12 +199,90 @@ class SiteConfig(_Frozen):
         return self
 
 
+@dataclass(frozen=True)
+class StoreRef:
+    """A store resolved against the topology: what to connect to, and as whom."""
+
+    config: StoreConfig
+    cluster_name: str | None  # None for an http store
+    cluster: ClusterConfig | None
+    client: str
+    key: str | None  # from the topology's clients; None: the keyring (or the conf's)
+    keyring: Path | None
+
+    @property
+    def key_in_catalog(self) -> str:
+        """How the shared catalogue names this store's locations: by cluster (and pool)."""
+        if self.cluster_name is None:
+            return self.config.id
+        pool = self.config.pool
+        return self.cluster_name if pool == "images" else f"{self.cluster_name}/{pool}"
+
+
 class Config(_Frozen):
-    """A deployment: the shared catalogue and every site."""
+    """A deployment: the shared catalogue, the clusters, their clients, and every site."""
 
     catalog: str = Field(description="SQLAlchemy URL of the catalogue all sites share.")
     owner: str = Field(NOAUTH_PROJECT, description="Project id requests act as (no auth yet).")
+    clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
+    clients: dict[str, dict[str, ClientConfig]] = Field(
+        default_factory=dict, description="client name -> cluster name -> key and caps."
+    )
     sites: dict[str, SiteConfig]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_clusters(cls, raw: Any) -> Any:
+        """A site may define its cluster inline; it is then named after the site."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("sites"), dict):
+            return raw
+        clusters = dict(raw.get("clusters") or {})
+        sites = {}
+        for name, site in raw["sites"].items():
+            if isinstance(site, dict) and isinstance(site.get("cluster"), dict):
+                if name in clusters:
+                    raise ValueError(f"sites.{name}.cluster: cluster {name!r} is defined twice")
+                clusters[name] = site["cluster"]
+                site = {**site, "cluster": name}
+            sites[name] = site
+        return {**raw, "clusters": clusters, "sites": sites}
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name in self.clusters:
+            if not _is_name(name):
+                raise ValueError(f"clusters.{name}: names are letters, digits, '-' and '_'")
+        for client, per_cluster in self.clients.items():
+            client_name(client)
+            for cluster in per_cluster:
+                self._known_cluster(f"clients.{client}.{cluster}", cluster)
+        centrals = [n for n, s in self.sites.items() if s.role == "central"]
+        if len(centrals) > 1:
+            raise ValueError(f"at most one site may be central, got {centrals}")
+        for name, site in self.sites.items():
+            if not _is_name(name):
+                raise ValueError(f"sites.{name}: names are letters, digits, '-' and '_'")
+            own = site.cluster or name
+            if site.cluster or any(s.type == "rbd" and not s.cluster for s in site.stores):
+                self._known_cluster(f"sites.{name}.cluster", own)
+            keys: dict[str, str] = {}
+            for i, store in enumerate(site.stores):
+                ref = self.store(name, store)
+                where = f"sites.{name}.stores.{i}"
+                if store.type == "rbd" and store.cluster:
+                    self._known_cluster(f"{where}.cluster", store.cluster)
+                if ref.key_in_catalog in keys:
+                    raise ValueError(
+                        f"{where}: stores {keys[ref.key_in_catalog]!r} and {store.id!r} are "
+                        f"the same pool of cluster {ref.cluster_name!r}"
+                    )
+                keys[ref.key_in_catalog] = store.id
+        return self
+
+    def _known_cluster(self, where: str, name: str) -> None:
+        if name not in self.clusters:
+            known = ", ".join(self.clusters) or "none"
+            raise ValueError(f"{where}: no cluster {name!r} (clusters: {known})")
 
     def site(self, name: str) -> SiteConfig:
         try:
@@ -126,6 +292,31 @@ class Config(_Frozen):
             raise InvalidRequest(
                 f"no site {name!r} in the configuration (sites: {known})"
             ) from None
+
+    @property
+    def central(self) -> str | None:
+        return next((n for n, s in self.sites.items() if s.role == "central"), None)
+
+    def store(self, site_name: str, store: StoreConfig) -> StoreRef:
+        """Resolve a site's store: its cluster, and the client and key it connects as."""
+        if store.type == "http":
+            return StoreRef(store, None, None, store.client or "admin", None, None)
+        site = self.sites[site_name]
+        cluster_name = store.cluster or site.cluster or site_name
+        cluster = self.clusters.get(cluster_name)
+        client = client_name(store.client or (cluster.client if cluster else "admin"))
+        entry = self.clients.get(client, {}).get(cluster_name)
+        own_keyring = cluster.keyring if cluster and client == cluster.client else None
+        return StoreRef(
+            store, cluster_name, cluster, client, entry.key if entry else None, own_keyring
+        )
+
+    def stores(self, site_name: str) -> list[StoreRef]:
+        return [self.store(site_name, s) for s in self.site(site_name).stores]
+
+
+def _is_name(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "-_" for c in name) and name.isascii()
 
 
 def load(path: Path) -> Config:
@@ -143,7 +334,11 @@ def parse(raw: object, where: str = "configuration") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise InvalidRequest(f"{where}: {problems}") from exc
+
+
+def _problem(error: Any) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from ferry.block.embedded import EmbeddedCluster
+from ferry.config import ClusterConfig
 from tests.catalog.conftest import fresh_postgres
 from tests.conftest import ceph_conf
 
@@ -60,7 +61,7 @@ def start_site(tmp: Path, clusters: dict[str, str], catalog: str | None = None) 
         store: dict[str, object] = {
             "id": store_id,
             "description": f"{store_id} rbd glance store",
-            "cluster": target,
+            "cluster": store_id,
         }
         if target.startswith("ceph:"):
             store["client"] = "external"
@@ -71,6 +72,10 @@ def start_site(tmp: Path, clusters: dict[str, str], catalog: str | None = None) 
     stores.insert(1, {"id": "http", "type": "http", "description": "http store"})
     config = {
         "catalog": catalog or f"sqlite:///{tmp / 'catalog.db'}",
+        "clusters": {
+            sid: ClusterConfig.from_target(t).model_dump(mode="json", exclude_defaults=True)
+            for sid, t in clusters.items()
+        },
         "sites": {
             "central": {
                 "listen": f"127.0.0.1:{port}",

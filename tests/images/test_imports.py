@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from ferry import config as configuration
 from ferry.block import ImageSpec
 from ferry.block.embedded import EmbeddedCluster
 from ferry.catalog import Catalog, ImageRecord, TaskRecord
-from ferry.config import SiteConfig
 from ferry.errors import NotFound
 from ferry.images.imports import Imports, Worker
 from ferry.images.service import ImageService
@@ -37,8 +37,8 @@ OWNER = "c0ffee00c0ffee00c0ffee00c0ffee00"
 class Central:
     """One site's import machinery over stores default_backend, dcn0 and dcn1."""
 
-    catalog_url: str
-    site: dict[str, Any]
+    config: dict[str, Any]
+    targets: dict[str, str]  # store id -> cluster target
     service: ImageService
     imports: Imports
 
@@ -67,13 +67,29 @@ class Central:
         return image_id in store.cluster.list_images("images")
 
 
-def make_site(tmp: Path, clusters: dict[str, str]) -> dict[str, Any]:
+def make_config(tmp: Path, clusters: dict[str, str], catalog_url: str) -> dict[str, Any]:
+    """One site, central, with a store on each cluster (named by its store id)."""
     stores: list[dict[str, Any]] = [
-        {"id": sid, "cluster": target, "default": sid == "default_backend",
+        {"id": sid, "cluster": sid, "default": sid == "default_backend",
          **({"client": "external"} if target.startswith("ceph:") else {})}
         for sid, target in clusters.items()
     ]  # fmt: skip
-    return {"stores": stores, "imports": {"lease_seconds": 1.0, "staging": str(tmp / "staging")}}
+    return {
+        "catalog": catalog_url,
+        "clusters": {
+            sid: configuration.ClusterConfig.from_target(t).model_dump(mode="json")
+            for sid, t in clusters.items()
+        },
+        "sites": {"central": {"stores": stores, "imports": {
+            "lease_seconds": 1.0, "staging": str(tmp / "staging")}}},
+    }  # fmt: skip
+
+
+def make_service(raw: dict[str, Any]) -> tuple[ImageService, Imports]:
+    config = configuration.parse(raw)
+    stores = Stores(config, "central")
+    service = ImageService(Catalog(config.catalog, stores.catalog_keys), stores, OWNER)
+    return service, Imports(service, "central", config.site("central").imports)
 
 
 @pytest.fixture(params=["embedded", pytest.param("ceph", marks=pytest.mark.ceph), "mixed"])
@@ -86,16 +102,13 @@ def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Central]
         else:
             EmbeddedCluster.init(tmp_path / name, name)
             clusters[name] = str(tmp_path / name)
-    site = make_site(tmp_path, clusters)
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    catalog = Catalog(url)
-    catalog.migrate()
-    config = SiteConfig.model_validate(site)
-    stores = Stores(config)
-    service = ImageService(catalog, stores, OWNER)
-    yield Central(url, site, service, Imports(service, "central", config.imports))
-    stores.close()
-    catalog.close()
+    raw = make_config(tmp_path, clusters, url)
+    service, imports = make_service(raw)
+    service.catalog.migrate()
+    yield Central(raw, clusters, service, imports)
+    service.stores.close()
+    service.catalog.close()
 
 
 def image_bytes(size: int, data_every: int = 1) -> bytes:
@@ -145,10 +158,10 @@ def test_ensure_copies_once_then_moves_nothing(central: Central) -> None:
 
 
 def test_a_store_that_fails_is_reported_and_gets_nothing(central: Central, tmp_path: Path) -> None:
-    if not central.site["stores"][1]["cluster"].startswith("/"):
+    if central.targets["dcn0"].startswith("ceph:"):
         pytest.skip("breaks dcn0 by replacing its embedded pool with a file")
     record = central.upload(image_bytes(8 * MiB))
-    pool = Path(central.site["stores"][1]["cluster"]) / "pools" / "images"
+    pool = Path(central.targets["dcn0"]) / "pools" / "images"
     broken = tmp_path / "images.moved"
     _break(pool, broken)
     task = central.copy(record.id, ["dcn0", "dcn1"])
@@ -184,8 +197,8 @@ def _unbreak(pool: Path, aside: Path) -> None:
 
 
 def test_a_corrupted_source_chunk_fails_the_copy(central: Central) -> None:
-    source = central.site["stores"][0]["cluster"]
-    if not source.startswith("/"):
+    source = central.targets["default_backend"]
+    if source.startswith("ceph:"):
         pytest.skip("corrupts a chunk file of an embedded source")
     record = central.upload(image_bytes(8 * MiB))
     for chunk in (Path(source) / "chunks").rglob("*"):
@@ -204,7 +217,7 @@ def test_a_corrupted_source_chunk_fails_the_copy(central: Central) -> None:
     assert not central.has_block_image("dcn1", record.id)
 
 
-def _slow_worker(catalog_url: str, site: dict[str, Any]) -> None:
+def _slow_worker(raw: dict[str, Any]) -> None:
     """A worker process whose copy pauses after each committed window (to be killed)."""
     import ferry.images.imports as imports_module
 
@@ -218,21 +231,15 @@ def _slow_worker(catalog_url: str, site: dict[str, Any]) -> None:
         return real(*args, on_window=pause, **kwargs)
 
     imports_module.transfer = slow
-    config = SiteConfig.model_validate(site)
-    service = ImageService(Catalog(catalog_url), Stores(config), OWNER)
-    Imports(service, "central", config.imports).run_next("doomed")
+    make_service(raw)[1].run_next("doomed")
 
 
 def test_a_killed_worker_is_taken_over_from_its_checkpoint(central: Central) -> None:
-    if central.site["stores"][1]["cluster"].startswith("ceph:"):
-        pass  # runs on every driver: the checkpoint is the catalogue's
     size = 5 * WINDOW
     data = image_bytes(size)
     record = central.upload(data)
     task = central.copy(record.id, ["dcn0", "dcn1"])
-    proc = multiprocessing.get_context("spawn").Process(
-        target=_slow_worker, args=(central.catalog_url, central.site)
-    )
+    proc = multiprocessing.get_context("spawn").Process(target=_slow_worker, args=(central.config,))
     proc.start()
     deadline = time.monotonic() + 120
     while True:

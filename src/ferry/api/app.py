@@ -30,10 +30,11 @@ def create_app(config: Config, site_name: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        catalog = Catalog(config.catalog)
+        stores = Stores(config, site_name)
+        catalog = Catalog(config.catalog, stores.catalog_keys)
         catalog.migrate()
-        stores = Stores(site)
         app.state.site = site
+        app.state.site_name = site_name
         app.state.stores = stores
         app.state.images = service = ImageService(catalog, stores, config.owner)
         app.state.imports = imports = Imports(service, site_name, site.imports)
@@ -70,7 +71,7 @@ class RequestId:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in ("/", "/versions"):
+        if scope["type"] != "http" or scope["path"] in ("/", "/versions", "/metrics"):
             await self.app(scope, receive, send)
             return
         request_id = f"req-{uuid.uuid4()}"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ferry.images.service import schema
+from ferry.images.stores import Store
 
 router = APIRouter()
 
@@ -49,16 +50,17 @@ def schemas(name: str) -> JSONResponse:
 
 @router.get("/v2/info/stores")
 def stores(request: Request) -> dict[str, Any]:
-    return {"stores": [_store(s.config, detail=False) for s in request.app.state.stores]}
+    return {"stores": [_store(s, detail=False) for s in request.app.state.stores]}
 
 
 @router.get("/v2/info/stores/detail")
 def stores_detail(request: Request) -> dict[str, Any]:
-    return {"stores": [_store(s.config, detail=True) for s in request.app.state.stores]}
+    return {"stores": [_store(s, detail=True) for s in request.app.state.stores]}
 
 
-def _store(cfg: Any, *, detail: bool) -> dict[str, Any]:
+def _store(store: Store, *, detail: bool) -> dict[str, Any]:
     """A store as Glance lists it: flags are the string "true", absent when false."""
+    cfg = store.config
     doc: dict[str, Any] = {"id": cfg.id, "description": cfg.description}
     if cfg.default:
         doc["default"] = "true"
@@ -67,10 +69,27 @@ def _store(cfg: Any, *, detail: bool) -> dict[str, Any]:
     if detail:
         doc["type"] = cfg.type
         doc["properties"] = (
-            {} if cfg.read_only else {"pool": cfg.pool, "cluster": cfg.cluster, "user": cfg.client}
+            {}
+            if cfg.read_only
+            else {"pool": cfg.pool, "cluster": store.ref.cluster_name, "user": store.ref.client}
         )
         doc["weight"] = 0
     return doc
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> PlainTextResponse:
+    """Bytes this site's process read from and wrote to each store, in Prometheus' format."""
+    site = request.app.state.site_name
+    lines = []
+    for kind in ("read", "written"):
+        metric = f"ferry_store_bytes_{kind}_total"
+        lines += [f"# HELP {metric} Bytes of image data {kind} by this site, per store.",
+                  f"# TYPE {metric} counter"]  # fmt: skip
+        for store in request.app.state.stores:
+            labels = f'site="{site}",store="{store.id}",cluster="{store.ref.cluster_name or ""}"'
+            lines.append(f"{metric}{{{labels}}} {getattr(store.traffic, kind)}")
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
 @router.get("/v2/info/import")

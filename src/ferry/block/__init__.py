@@ -32,12 +32,18 @@ __all__ = [
 ]
 
 
-def connect(target: str, *, client: str = "admin", keyring: Path | None = None) -> Cluster:
-    """Open a cluster: ``ceph:CONF`` for Ceph, any other text is an embedded cluster's directory."""
+def connect(
+    target: str, *, client: str = "admin", keyring: Path | None = None, key: str | None = None
+) -> Cluster:
+    """Open a cluster: ``ceph:CONF`` for Ceph, any other text is an embedded cluster's directory.
+
+    The client authenticates by ``key`` if given, else by ``keyring``, else by the keyring
+    where Ceph's tools would look for it.
+    """
     if target.startswith("ceph:"):
         from ferry.block.ceph import CephCluster  # imports librados only when asked for
 
-        return CephCluster.connect(Path(target[5:]), client=client, keyring=keyring)
+        return CephCluster.connect(Path(target[5:]), client=client, keyring=keyring, key=key)
     from ferry.block.embedded import EmbeddedCluster
 
-    return EmbeddedCluster.connect(Path(target), client=client, keyring=keyring)
+    return EmbeddedCluster.connect(Path(target), client=client, keyring=keyring, key=key)

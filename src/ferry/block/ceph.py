@@ -145,10 +145,12 @@ class CephCluster(Closing):
         *,
         client: str = "admin",
         keyring: Path | None = None,
+        key: str | None = None,
         timeout: int = 10,
         op_timeout: int = 60,
     ) -> CephCluster:
-        """Connect as ``client.NAME`` with the cluster's conf (and keyring, else the conf's).
+        """Connect as ``client.NAME`` with the cluster's conf, authenticated by ``key``, else
+        ``keyring``, else the conf's keyring.
 
         ``timeout`` bounds connecting and each monitor request, ``op_timeout`` each OSD
         request (librados would wait forever on a down OSD). ``Rados.connect(timeout=)`` is
@@ -160,7 +162,9 @@ class CephCluster(Closing):
             "rados_mon_op_timeout": str(timeout),
             "rados_osd_op_timeout": str(op_timeout),
         }
-        if keyring is not None:
+        if key is not None:
+            options["key"] = key
+        elif keyring is not None:
             options["keyring"] = str(keyring)
         cluster = Path(conf).stem  # librados takes $cluster from the conf's file name too
         with _native(f"connect to cluster {cluster} ({conf})", name):

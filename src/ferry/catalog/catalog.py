@@ -45,9 +45,16 @@ _ALEMBIC_LOCK = threading.Lock()
 
 
 class Catalog:
-    """The image and task catalogue in one SQLite or PostgreSQL database; thread-safe."""
+    """The image and task catalogue in one SQLite or PostgreSQL database; thread-safe.
 
-    def __init__(self, url: str) -> None:
+    ``store_keys`` maps this site's store ids to the names locations are recorded under
+    (their cluster's), so sites that call one cluster's store by different ids share its
+    locations; records read back name stores by this site's ids. Without it, ids are kept.
+    """
+
+    def __init__(self, url: str, store_keys: Mapping[str, str] | None = None) -> None:
+        self._keys = dict(store_keys or {})
+        self._stores = {key: store for store, key in self._keys.items()}
         self._engines = create_engines(url)
         self._lock: AbstractContextManager[Any] = (
             threading.RLock() if self._engines.serialized else nullcontext()
@@ -216,7 +223,8 @@ class Catalog:
             self._change(conn, image_id, expect_status, changes)
             gone = conn.execute(
                 delete(image_locations).where(
-                    image_locations.c.image_id == image_id, image_locations.c.store == store
+                    image_locations.c.image_id == image_id,
+                    image_locations.c.store == self._keys.get(store, store),
                 )
             )
             if gone.rowcount == 0:
@@ -430,10 +438,12 @@ class Catalog:
 
     def _put_location(self, conn: Connection, image_id: str, loc: Location) -> None:
         now = utcnow()
-        values = {"url": loc.url, "status": loc.status, "metadata": loc.metadata, "updated_at": now}
+        key = self._keys.get(loc.store, loc.store)
+        metadata = {k: v for k, v in loc.metadata.items() if k != "store"}  # this site's name
+        values = {"url": loc.url, "status": loc.status, "metadata": metadata, "updated_at": now}
         replaced = conn.execute(
             update(image_locations)
-            .where(image_locations.c.image_id == image_id, image_locations.c.store == loc.store)
+            .where(image_locations.c.image_id == image_id, image_locations.c.store == key)
             .values(values)
         )
         if replaced.rowcount:
@@ -446,7 +456,7 @@ class Catalog:
         position = 0 if last is None else last + 1
         conn.execute(
             insert(image_locations).values(
-                image_id=image_id, store=loc.store, position=position, created_at=now, **values
+                image_id=image_id, store=key, position=position, created_at=now, **values
             )
         )
 
@@ -481,7 +491,7 @@ class Catalog:
             .where(image_locations.c.image_id.in_(ids))
             .order_by(image_locations.c.image_id, image_locations.c.position)
         ):
-            locs[row.image_id].append(rows.location_record(row))
+            locs[row.image_id].append(rows.location_record(row, self._stores))
         return [
             rows.image_record(row, props[row.id], tag_values[row.id], locs[row.id])
             for row in image_rows

@@ -155,11 +155,11 @@ def image_record(
     )
 
 
-def location_record(row: Row[Any]) -> Location:
-    """A Location from its image_locations row."""
-    return Location(
-        store=row.store, url=row.url, status=row.status, metadata=dict(row._mapping["metadata"])
-    )
+def location_record(row: Row[Any], stores: Mapping[str, str]) -> Location:
+    """A Location from its image_locations row, its store named as ``stores`` maps its key."""
+    store = stores.get(row.store, row.store)
+    metadata = {**row._mapping["metadata"], "store": store}
+    return Location(store=store, url=row.url, status=row.status, metadata=metadata)
 
 
 def task_fields(fields: Mapping[str, object]) -> dict[str, object]:

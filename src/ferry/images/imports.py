@@ -631,11 +631,11 @@ def _destination(store: Store, image_id: str, record: ImageRecord, *, fresh: boo
     spec = store.spec(image_id, None)
     if not fresh:
         with contextlib.suppress(NotFound):
-            return cluster.open(spec)
+            return store.open(spec)
     with contextlib.suppress(NotFound):
         store.delete(image_id)  # a leftover of an earlier attempt
     cluster.create(spec.pool, spec.name, record.size or 0)
-    return cluster.open(spec)
+    return store.open(spec)
 
 
 def _seal(image: BlockImage) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 from ferry.block import BlockImage, Cluster, ImageSpec, connect
-from ferry.config import SiteConfig, StoreConfig
+from ferry.config import Config, StoreRef
 from ferry.errors import BackendUnavailable, FerryError, InvalidRequest
 
 SNAP = "snap"  # Glance's RBD store: an image's data is images/<id>@snap, protected
@@ -38,11 +39,54 @@ class RbdLocation:
         return cls(scheme, *parts)
 
 
+class Traffic:
+    """Bytes a site read from and wrote to one store's cluster, for ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.written = 0
+        self._lock = threading.Lock()
+
+    def add(self, *, read: int = 0, written: int = 0) -> None:
+        with self._lock:
+            self.read += read
+            self.written += written
+
+
+class _Counted:
+    """A block image whose reads and writes are added to a store's traffic."""
+
+    def __init__(self, image: BlockImage, traffic: Traffic) -> None:
+        self._image = image
+        self._traffic = traffic
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = self._image.read(offset, length)
+        self._traffic.add(read=len(data))
+        return data
+
+    def write(self, offset: int, data: bytes | memoryview) -> int:
+        n = self._image.write(offset, data)
+        self._traffic.add(written=len(data))
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._image, name)
+
+    def __enter__(self) -> _Counted:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._image.close()
+
+
 class Store:
     """One store of a site. The cluster connection is opened on first use."""
 
-    def __init__(self, config: StoreConfig) -> None:
-        self.config = config
+    def __init__(self, ref: StoreRef) -> None:
+        self.ref = ref
+        self.config = ref.config
+        self.traffic = Traffic()
         self._cluster: Cluster | None = None
         self._lock = threading.Lock()
 
@@ -54,11 +98,14 @@ class Store:
     def cluster(self) -> Cluster:
         with self._lock:
             if self._cluster is None:
-                if self.config.cluster is None:
+                if self.ref.cluster is None:
                     raise InvalidRequest(f"store {self.id} has no cluster")
                 try:
                     self._cluster = connect(
-                        self.config.cluster, client=self.config.client, keyring=self.config.keyring
+                        self.ref.cluster.target,
+                        client=self.ref.client,
+                        keyring=self.ref.keyring,
+                        key=self.ref.key,
                     )
                 except FerryError:
                     raise
@@ -70,12 +117,16 @@ class Store:
         return ImageSpec(self.config.pool, image_id, snap)
 
     def location(self, image_id: str) -> RbdLocation:
-        scheme = "rbd" if (self.config.cluster or "").startswith("ceph:") else "embedded"
+        scheme = "rbd" if self.ref.cluster and self.ref.cluster.ceph else "embedded"
         return RbdLocation(scheme, self.cluster.fsid, self.config.pool, image_id)
+
+    def open(self, spec: ImageSpec) -> BlockImage:
+        """A block image of this store; its data traffic is counted."""
+        return cast(BlockImage, _Counted(self.cluster.open(spec), self.traffic))
 
     def open_snap(self, image_id: str) -> BlockImage:
         """The image's data, read-only: ``images/<id>@snap``."""
-        return self.cluster.open(self.spec(image_id))
+        return self.open(self.spec(image_id))
 
     def delete(self, image_id: str) -> None:
         """Remove ``images/<id>`` and its protected snapshot, as Glance's RBD store does."""
@@ -105,8 +156,8 @@ class Store:
 class Stores:
     """The stores of one site, in configuration order."""
 
-    def __init__(self, site: SiteConfig) -> None:
-        self._stores = {s.id: Store(s) for s in site.stores}
+    def __init__(self, config: Config, site: str) -> None:
+        self._stores = {ref.config.id: Store(ref) for ref in config.stores(site)}
         self.default = next(s for s in self._stores.values() if s.config.default)
 
     def __iter__(self) -> Iterator[Store]:
@@ -118,6 +169,11 @@ class Stores:
     @property
     def ids(self) -> list[str]:
         return list(self._stores)
+
+    @property
+    def catalog_keys(self) -> dict[str, str]:
+        """Store id → how the shared catalogue names that store (see ``StoreRef``)."""
+        return {s.id: s.ref.key_in_catalog for s in self}
 
     def close(self) -> None:
         for store in self:

@@ -54,7 +54,7 @@ class ImageWriter:
         self.inspected: Inspected | None = None
         spec = store.spec(image_id, None)
         store.cluster.create(spec.pool, spec.name, self._capacity)
-        self._image = store.cluster.open(spec)
+        self._image = store.open(spec)
 
     @property
     def size(self) -> int:
