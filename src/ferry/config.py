@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ferry.block.auth import OsdCaps, client_name, validate_key
 from ferry.errors import InvalidRequest
@@ -43,6 +51,14 @@ NAME = r"^[A-Za-z0-9_\-]+$"
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _relative_to_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Relative paths in a topology file are relative to the file's directory."""
+    base = (info.context or {}).get("base")
+    if value is None or base is None or value.is_absolute():
+        return value
+    return Path(base) / value
 
 
 class ClusterConfig(_Frozen):
@@ -73,6 +89,8 @@ class ClusterConfig(_Frozen):
     @property
     def kind(self) -> str:
         return "ceph" if self.ceph else "embedded"
+
+    _paths = field_validator("embedded", "ceph", "keyring")(_relative_to_file)
 
     @field_validator("mon_host", mode="before")
     @classmethod
@@ -149,6 +167,8 @@ class ImportConfig(_Frozen):
         30.0, gt=0, description="A worker silent this long loses its job to another worker."
     )
     workers: int = Field(1, ge=0, description="Import workers this site's server runs.")
+
+    _paths = field_validator("staging")(_relative_to_file)
 
 
 class SiteConfig(_Frozen):
@@ -327,12 +347,13 @@ def load(path: Path) -> Config:
         raise InvalidRequest(f"cannot read {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise InvalidRequest(f"{path} is not valid YAML: {exc}") from exc
-    return parse(raw, str(path))
+    return parse(raw, str(path), base=Path(path).parent.resolve())
 
 
-def parse(raw: object, where: str = "configuration") -> Config:
+def parse(raw: object, where: str = "configuration", base: Path | None = None) -> Config:
+    """Validate a topology; relative paths in it are taken relative to ``base``."""
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"base": base})
     except ValidationError as exc:
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise InvalidRequest(f"{where}: {problems}") from exc

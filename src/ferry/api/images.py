@@ -17,9 +17,9 @@ from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
 from ferry.errors import InvalidRequest
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
 from ferry.images.stores import Store
+from ferry.images.transfer import ZEROS, pieces
 
 router = APIRouter(prefix="/v2")
-READ_STEP = 4 << 20  # bytes per read from the store while downloading
 UPLOAD_ALIGN = 4 << 20  # batches end on object boundaries: no read-modify-write
 UPLOAD_BATCH = 8 << 20
 LIST_PARAMS = ("limit", "marker", "sort_key", "sort_dir", "sort")
@@ -194,15 +194,12 @@ def download(image_id: str, request: Request) -> Response:
     )
 
 
-def _read(store: Store, image_id: str, start: int, end: int) -> Iterator[bytes]:
+def _read(store: Store, image_id: str, start: int, end: int) -> Iterator[bytes | memoryview]:
+    """The bytes of ``[start, end)``: allocated extents are read, holes are sent as zeros."""
     with store.open_snap(image_id) as image:
-        pos = start
-        while pos < end:
-            data = image.read(pos, min(READ_STEP, end - pos))
-            if not data:
-                return
-            yield data
-            pos += len(data)
+        extents = [e for e in image.diff() if e.exists]
+        for pos, length, has_data in pieces(extents, start, end):
+            yield image.read(pos, length) if has_data else ZEROS[:length]
 
 
 def _range(header: str, size: int) -> tuple[int, int]:

@@ -37,7 +37,7 @@ IN_FLIGHT = 2  # batches queued behind the one being read
 # Zero detection grain: a fresh destination reads zeros, so zero runs this long are skipped
 # even inside an object (Ceph would otherwise store and send them).
 GRAIN = 64 << 10
-_ZEROS = memoryview(bytes(BATCH))
+ZEROS = memoryview(bytes(BATCH))  # a hole's bytes, BATCH at most
 
 
 @dataclass
@@ -98,13 +98,13 @@ def transfer(
             write = end > start
             if not write and expected_sha512 is None:
                 continue
-            for pos, length, data in _pieces(extents, window, end):
+            for pos, length, data in pieces(extents, window, end):
                 if data:
                     chunk = memoryview(source.read(pos, length))
                     out.read += len(chunk)
                     submit(pos, chunk, write and pos + length > start)
                 else:
-                    submit(pos, _ZEROS[:length], False)
+                    submit(pos, ZEROS[:length], False)
             while pending:
                 settle(pending.popleft())
             if write and on_window is not None:
@@ -127,7 +127,7 @@ def _write_runs(image: BlockImage, pos: int, data: memoryview, runs: list[tuple[
     return sum(image.write(pos + a, data[a:b]) for a, b in runs)
 
 
-def _pieces(extents: list[Extent], start: int, end: int) -> Iterator[tuple[int, int, bool]]:
+def pieces(extents: list[Extent], start: int, end: int) -> Iterator[tuple[int, int, bool]]:
     """``(offset, length, has_data)`` covering ``[start, end)`` in order, at most BATCH long:
     data where an extent lies, holes between. ``extents`` are sorted and disjoint (a diff),
     so the window's first one is found by bisection, not by a scan from the image's start."""
