@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
@@ -39,7 +40,10 @@ def create_engines(url: str) -> Engines:
     """Engines for a database URL: sqlite:///PATH or postgresql+psycopg://..."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite(url, in_memory=parsed.database in (None, "", ":memory:"))
+        in_memory = parsed.database in (None, "", ":memory:")
+        if not in_memory:
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite(url, in_memory=in_memory)
     engine = create_engine(url, pool_pre_ping=True)
     # Reads run in REPEATABLE READ so the few queries that load an image see one snapshot;
     # read-only transactions never fail serialization in PostgreSQL. Writes stay READ COMMITTED
