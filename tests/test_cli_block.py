@@ -116,12 +116,6 @@ def test_key_generate_prints_a_ceph_key() -> None:
     assert base64.b64decode(key)[:2] == b"\x01\x00" and len(key) == 40
 
 
-def test_demo_runs_and_ends_clean(tmp_path: Path) -> None:
-    out = ferry("demo", "--dir", str(tmp_path / "demo"), "--size", "64M").stdout
-    assert "refused:" in out and "clean" in out
-    assert "images/" in out and "@snap" in out
-
-
 @pytest.mark.ceph
 def test_the_same_verbs_on_a_real_ceph_cluster(tmp_path: Path) -> None:
     cl = ["block", "--cluster", f"ceph:{ceph_conf()}", "--id", "external"]

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ferry import errors
-from ferry.cli import block, demo, key, serve
+from ferry.cli import block, demo, image, key, serve, topology, up
 
 # One table: error class → exit code (errno values, as rbd reports them).
 EXIT_CODES: dict[type[errors.FerryError], int] = {
@@ -31,9 +31,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(block.app, name="block")
+app.add_typer(image.app, name="image")
 app.add_typer(key.app, name="key")
+app.add_typer(topology.app, name="topology")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+app.command("up")(up.up)
 
 
 def exit_code(exc: errors.FerryError) -> int:
