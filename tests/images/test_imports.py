@@ -22,6 +22,7 @@ from ferry import config as configuration
 from ferry.block import ImageSpec
 from ferry.block.embedded import EmbeddedCluster
 from ferry.catalog import Catalog, ImageRecord, TaskRecord
+from ferry.catalog.records import utcnow
 from ferry.errors import NotFound
 from ferry.images.imports import Imports, Worker
 from ferry.images.service import ImageService
@@ -272,6 +273,48 @@ def test_a_killed_worker_is_taken_over_from_its_checkpoint(central: Central) -> 
     for store in ("dcn0", "dcn1"):
         assert hashlib.sha512(central.read(store, record.id)).hexdigest() == digest
     assert central.service.get(record.id).stores == ("dcn0", "dcn1", "default_backend")
+
+
+def test_a_stopping_server_leaves_the_job_at_its_checkpoint_for_the_next(
+    central: Central, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ferry.images.imports as imports_module
+
+    real = imports_module.transfer
+
+    def slow(*args: Any, on_window: Any = None, **kwargs: Any) -> Any:
+        def pause(end: int) -> None:
+            on_window(end)
+            time.sleep(0.3)
+
+        return real(*args, on_window=pause, **kwargs)
+
+    monkeypatch.setattr(imports_module, "transfer", slow)
+    size = 5 * WINDOW
+    data = image_bytes(size)
+    record = central.upload(data)
+    task = central.copy(record.id, ["dcn0"])
+    worker = Worker(central.imports, poll=0.1)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while (central.service.catalog.get_task(task.id).checkpoint or {}).get("offset", 0) < WINDOW:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    worker.stop()  # returns at the next checkpoint, not at the end of the copy
+    stopped = central.service.catalog.get_task(task.id)
+    assert stopped.status == "processing" and stopped.checkpoint is not None
+    committed = stopped.checkpoint["offset"]
+    assert WINDOW <= committed < size
+    assert stopped.lease_expires_at is not None and stopped.lease_expires_at <= utcnow()
+    assert "dcn0" not in central.service.get(record.id).stores
+
+    monkeypatch.setattr(imports_module, "transfer", real)
+    central.imports.stopping.clear()  # the server starts again
+    assert central.imports.run_next("next")  # claimable at once: the lease was handed back
+    done = central.service.catalog.get_task(task.id)
+    assert done.status == "success", done.message
+    assert done.checkpoint is not None and done.checkpoint["resumed_from"] == committed
+    assert hashlib.sha512(central.read("dcn0", record.id)).digest() == hashlib.sha512(data).digest()
 
 
 def test_copy_of_a_deleted_image_fails_cleanly(central: Central) -> None:

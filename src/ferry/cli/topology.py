@@ -15,7 +15,7 @@ from ferry.errors import InvalidRequest
 
 app = typer.Typer(help="The multi-site topology: check it, import it, write client files.")
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.callback()

@@ -110,6 +110,10 @@ class LostLease(Conflict):
     """Another worker took this job over: stop, and leave everything to it."""
 
 
+class Stopping(LostLease):
+    """The server is stopping: leave the job at its checkpoint for the next worker."""
+
+
 class Imports:
     """The imports of one site: requests from its API, jobs for its workers."""
 
@@ -119,6 +123,7 @@ class Imports:
         self.config = config
         self.staging = config.staging or Path(tempfile.gettempdir()) / f"ferry-staging-{site}"
         self.lease = timedelta(seconds=config.lease_seconds)
+        self.stopping = threading.Event()  # set: jobs stop at their next checkpoint
         self.policy = FetchPolicy(
             allow_hosts=frozenset(config.allow_hosts), max_size=config.max_size
         )
@@ -229,6 +234,8 @@ class Imports:
                     self._ingest(job, req, targets[0])
                 failed = self._copy(job, req, targets)
                 self._succeed(job, failed)
+            except Stopping:
+                log.info("task %s is left at its checkpoint: the server is stopping", task.id)
             except LostLease:
                 log.info("task %s was taken over; worker %s stops", task.id, worker)
             except Exception as exc:
@@ -491,6 +498,9 @@ class _Job:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._beat.join()
+        if isinstance(exc_info[1], Stopping) or self.imports.stopping.is_set():
+            with contextlib.suppress(FerryError):  # let the next worker claim it at once
+                self.imports.service.catalog.hold_task(self.task.id, self.worker, timedelta(0))
 
     def _hold(self, **fields: object) -> None:
         catalog = self.imports.service.catalog
@@ -515,6 +525,8 @@ class _Job:
     def check(self) -> None:
         if self.lost.is_set():
             raise LostLease(f"task {self.task.id} was taken over")
+        if self.imports.stopping.is_set():
+            raise Stopping(f"task {self.task.id} stops at its checkpoint: the server is stopping")
 
     def done(self, progress: int) -> None:
         self.progress = progress
@@ -670,7 +682,9 @@ class Worker:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop: a running job stops at its next checkpoint and is left for the next worker."""
         self._stop.set()
+        self.imports.stopping.set()
         self._thread.join()
 
     def _loop(self) -> None:
