@@ -173,3 +173,22 @@ def test_provision_creates_clusters_and_clients_once_and_never_overwrites(
         topology.provision(parse(changed))
     with EmbeddedCluster.connect(dcn0, client="external", key=key):
         pass  # the old key still works: nothing was overwritten
+
+
+def test_import_tripleo_then_check_then_ceph_files_from_the_command_line(tmp_path: Path) -> None:
+    ref = Path(__file__).parent / "data" / "tripleo"
+    out = tmp_path / "topology.yaml"
+    result = ferry(
+        "topology", "import-tripleo", "--stack", f"central={ref / 'control-plane'}",
+        "--stack", f"dcn0={ref / 'dcn0'}", "--stack", f"dcn0={ref / 'central_ceph_external.yaml'}",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "not mapped: cluster dcn1: no stack was given for it" in result.stderr
+    assert ferry("topology", "check", str(out)).returncode == 0
+    result = ferry("topology", "ceph-files", str(out), "-o", str(tmp_path / "etc"))
+    assert result.returncode == 0, result.stderr
+    conf = (tmp_path / "etc" / "dcn0" / "central.conf").read_text()
+    assert "fsid = 3161a3b4-e5ff-42a0-9f53-860403b29a33" in conf
+    bad = ferry("topology", "import-tripleo", "--stack", "central")
+    assert bad.returncode == 22 and "--stack takes NAME=PATH" in bad.stderr

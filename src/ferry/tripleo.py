@@ -28,11 +28,11 @@ import yaml
 from ferry.block.auth import Client, client_name, validate_key, write_keyring
 from ferry.config import Config, parse
 from ferry.errors import InvalidRequest
+from ferry.images.imports import METHODS  # every ferry site offers them
 from ferry.topology import FIRST_PORT
 
 T = TypeVar("T")
 K = TypeVar("K")
-IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")  # every ferry site offers them
 _PLUGINS = ("GlanceImageImportPlugin", "GlanceImageImportPlugins")  # the guide's, THT's name
 _HANDLED = {
     "CephClusterName", "CephClientUserName", "CephExtraKeys", "CephExternalMultiConfig",
@@ -271,9 +271,9 @@ class _Importer:
         if "GlanceEnabledImportMethods" in stack.params:
             at = stack.at("GlanceEnabledImportMethods")
             methods = _names(stack.params["GlanceEnabledImportMethods"], at)
-            if lacking := [m for m in methods if m not in IMPORT_METHODS]:
+            if lacking := [m for m in methods if m not in METHODS]:
                 self.note(stack, at, f"ferry does not offer {', '.join(lacking)}")
-            if extra := [m for m in IMPORT_METHODS if m not in methods]:
+            if extra := [m for m in METHODS if m not in methods]:
                 self.note(stack, at, f"ferry offers {', '.join(extra)} anyway")
         if stack.get("GlanceShowMultipleLocations", bool) is False:
             self.note(stack, stack.at("GlanceShowMultipleLocations"), "ferry always shows them")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import ferry.images.imports as imports_module
 from ferry import config as configuration
 from ferry.block import ImageSpec
 from ferry.block.embedded import EmbeddedCluster
@@ -218,20 +219,23 @@ def test_a_corrupted_source_chunk_fails_the_copy(central: Central) -> None:
     assert not central.has_block_image("dcn1", record.id)
 
 
-def _slow_worker(raw: dict[str, Any]) -> None:
-    """A worker process whose copy pauses after each committed window (to be killed)."""
-    import ferry.images.imports as imports_module
-
+def slowed(seconds: float) -> Any:
+    """The transfer engine, pausing after each committed window."""
     real = imports_module.transfer
 
     def slow(*args: Any, on_window: Any = None, **kwargs: Any) -> Any:
         def pause(end: int) -> None:
             on_window(end)
-            time.sleep(0.5)
+            time.sleep(seconds)
 
         return real(*args, on_window=pause, **kwargs)
 
-    imports_module.transfer = slow
+    return slow
+
+
+def _slow_worker(raw: dict[str, Any]) -> None:
+    """A worker process whose copy pauses after each committed window (to be killed)."""
+    imports_module.transfer = slowed(0.5)
     make_service(raw)[1].run_next("doomed")
 
 
@@ -278,18 +282,8 @@ def test_a_killed_worker_is_taken_over_from_its_checkpoint(central: Central) -> 
 def test_a_stopping_server_leaves_the_job_at_its_checkpoint_for_the_next(
     central: Central, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ferry.images.imports as imports_module
-
     real = imports_module.transfer
-
-    def slow(*args: Any, on_window: Any = None, **kwargs: Any) -> Any:
-        def pause(end: int) -> None:
-            on_window(end)
-            time.sleep(0.3)
-
-        return real(*args, on_window=pause, **kwargs)
-
-    monkeypatch.setattr(imports_module, "transfer", slow)
+    monkeypatch.setattr(imports_module, "transfer", slowed(0.3))
     size = 5 * WINDOW
     data = image_bytes(size)
     record = central.upload(data)

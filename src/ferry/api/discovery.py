@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from ferry.images.imports import METHODS
 from ferry.images.service import schema
 from ferry.images.stores import Store
 
@@ -19,7 +20,6 @@ VERSIONS = [("v2.15", "SUPPORTED"), ("v2.13", "SUPPORTED"), ("v2.12", "SUPPORTED
             ("v2.6", "SUPPORTED"), ("v2.5", "SUPPORTED"), ("v2.4", "SUPPORTED"),
             ("v2.3", "SUPPORTED"), ("v2.2", "SUPPORTED"), ("v2.1", "SUPPORTED"),
             ("v2.0", "SUPPORTED")]  # fmt: skip
-IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 
 
 def _versions(request: Request) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def import_info() -> dict[str, Any]:
         "import-methods": {
             "description": "Import methods available.",
             "type": "array",
-            "value": list(IMPORT_METHODS),
+            "value": list(METHODS),
         }
     }
 

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from ferry.block import BlockImage, Cluster, ImageSpec, connect, ops
 from ferry.block.auth import format_keyring
 from ferry.block.embedded import EmbeddedCluster
+from ferry.cli.progress import transfer_bar
 from ferry.errors import InvalidRequest
 
 app = typer.Typer(help="Block images: rbd's verbs on an embedded cluster or Ceph.")
@@ -103,19 +103,16 @@ def _snap_spec(text: str) -> ImageSpec:
 
 @contextmanager
 def _progress(total: int, what: str) -> Iterator[ops.Progress]:
-    """A transfer bar on stderr (hidden when stderr is not a terminal)."""
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-    with bar:
-        task = bar.add_task(what, total=total)
-        yield lambda n: bar.advance(task, n)
+    """A transfer bar on stderr, advanced by the increments ``ops`` reports."""
+    done = 0
+    with transfer_bar(what, total) as update:
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            update(done, total)
+
+        yield advance
 
 
 # --- cluster -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from rich.table import Table
 from ferry import config as configuration
 from ferry import topology
 from ferry.block import connect, ops
-from ferry.cli.image import transfer_bar
+from ferry.cli.progress import transfer_bar
 from ferry.cli.up import site_table
 from ferry.client import ImageClient
 from ferry.config import Config

@@ -11,18 +11,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from ferry.block.ops import format_size
-from ferry.client import Doc, ImageClient, JobProgress
+from ferry.cli.progress import transfer_bar
+from ferry.client import Doc, ImageClient
 from ferry.errors import FerryError, InvalidRequest
 
 app = typer.Typer(help="Images on a site's Image API: upload, copy between stores, download.")
@@ -52,27 +45,6 @@ ImageId = Annotated[str, typer.Argument(help="The image's id.")]
 def _client(ctx: typer.Context) -> Iterator[ImageClient]:
     with ImageClient(ctx.obj) as client:
         yield client
-
-
-@contextmanager
-def transfer_bar(what: str, total: int | None, console: Console = err) -> Iterator[JobProgress]:
-    """A transfer bar, gone when done (hidden when the console is not a terminal).
-
-    Yields ``update(bytes_done, bytes_total)``; a total of None keeps the one known so far.
-    """
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    with bar:
-        task = bar.add_task(what, total=total)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _value(key: str, value: Any) -> str:
