@@ -22,6 +22,7 @@ import yaml
 from ferry import topology
 from ferry.block import connect
 from ferry.block.auth import read_keyring
+from ferry.client import ImageClient
 from ferry.config import parse
 from tests.api.conftest import free_port
 from tests.conftest import ceph_conf
@@ -62,14 +63,8 @@ class Deployment:
 
     def read_bytes(self, site: str) -> dict[str, int]:
         """Bytes site's process has read from each cluster, from its /metrics."""
-        text = httpx.get(f"{self.urls[site]}/metrics", timeout=30).text
-        counts = {}
-        for line in text.splitlines():
-            if line.startswith("ferry_store_bytes_read_total{"):
-                labels, value = line.rsplit(" ", 1)
-                cluster = labels.split('cluster="')[1].split('"')[0]
-                counts[cluster] = int(value)
-        return counts
+        with ImageClient(self.urls[site]) as client:
+            return client.traffic()["read"]
 
     def upload(self, site: str, path: Path, name: str) -> str:
         out = self.glance(site, "image-create", "--name", name, "--disk-format", "raw",

@@ -66,6 +66,19 @@ class ImageClient:
         found: list[Doc] = self._json("GET", "/v2/info/stores")["stores"]
         return found
 
+    def traffic(self) -> dict[str, dict[str, int]]:
+        """Bytes the site read from and wrote to each cluster, from its ``/metrics``:
+        ``{"read": {cluster: n}, "written": {cluster: n}}``."""
+        found: dict[str, dict[str, int]] = {"read": {}, "written": {}}
+        with self._call("GET", "/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("ferry_store_bytes_"):
+                    labels, value = line.rsplit(" ", 1)
+                    kind = "read" if labels.startswith("ferry_store_bytes_read") else "written"
+                    cluster = labels.split('cluster="')[1].split('"')[0]
+                    found[kind][cluster] = int(value)
+        return found
+
     def images(self, **filters: str) -> list[Doc]:
         """Every image matching the filters (``name=``, ``status=``...), across all pages."""
         found: list[Doc] = []

@@ -22,11 +22,13 @@ default store) and, usually, other sites' clusters::
 
 A store's cluster defaults to its site's. Store ids are a site's own names: the same cluster
 may be ``default_backend`` at central and ``central`` at an edge, as in TripleO. The catalogue
-records a location by its cluster (see ``StoreRef.key``), so every site shows it by its own name.
+records a location by its cluster (see ``StoreRef.key_in_catalog``), so every site shows it by
+its own name.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,10 +87,6 @@ class ClusterConfig(_Frozen):
     def target(self) -> str:
         """What ``ferry.block.connect`` takes: ``ceph:CONF`` or a directory."""
         return f"ceph:{self.ceph}" if self.ceph else str(self.embedded)
-
-    @property
-    def kind(self) -> str:
-        return "ceph" if self.ceph else "embedded"
 
     _paths = field_validator("embedded", "ceph", "keyring")(_relative_to_file)
 
@@ -282,9 +280,8 @@ class Config(_Frozen):
         for name, site in self.sites.items():
             if not _is_name(name):
                 raise ValueError(f"sites.{name}: names are letters, digits, '-' and '_'")
-            own = site.cluster or name
             if site.cluster or any(s.type == "rbd" and not s.cluster for s in site.stores):
-                self._known_cluster(f"sites.{name}.cluster", own)
+                self._known_cluster(f"sites.{name}.cluster", self.own_cluster(name))
             keys: dict[str, str] = {}
             for i, store in enumerate(site.stores):
                 ref = self.store(name, store)
@@ -317,12 +314,15 @@ class Config(_Frozen):
     def central(self) -> str | None:
         return next((n for n, s in self.sites.items() if s.role == "central"), None)
 
+    def own_cluster(self, site_name: str) -> str:
+        """The site's own cluster's name: its ``cluster``, else the site's name."""
+        return self.site(site_name).cluster or site_name
+
     def store(self, site_name: str, store: StoreConfig) -> StoreRef:
         """Resolve a site's store: its cluster, and the client and key it connects as."""
         if store.type == "http":
             return StoreRef(store, None, None, store.client or "admin", None, None)
-        site = self.sites[site_name]
-        cluster_name = store.cluster or site.cluster or site_name
+        cluster_name = store.cluster or self.own_cluster(site_name)
         cluster = self.clusters.get(cluster_name)
         client = client_name(store.client or (cluster.client if cluster else "admin"))
         entry = self.clients.get(client, {}).get(cluster_name)
@@ -336,7 +336,7 @@ class Config(_Frozen):
 
 
 def _is_name(name: str) -> bool:
-    return bool(name) and all(c.isalnum() or c in "-_" for c in name) and name.isascii()
+    return re.fullmatch(NAME, name) is not None
 
 
 def load(path: Path) -> Config:

@@ -131,12 +131,12 @@ def warnings(config: Config) -> list[str]:
         if name not in used:
             found.append(f"cluster {name} is used by no store")
     for name, site in config.sites.items():
-        own = site.cluster or name
+        own = config.own_cluster(name)
         refs = {ref.config.id: ref for ref in config.stores(name)}
         if refs[site.default_store.id].cluster_name != own:
             found.append(f"site {name}: its default store is not on its own cluster {own}")
         if central and name != central:
-            central_cluster = config.sites[central].cluster or central
+            central_cluster = config.own_cluster(central)
             if central_cluster not in {r.cluster_name for r in refs.values()}:
                 found.append(
                     f"site {name}: no store on central's cluster {central_cluster}, so its "

@@ -370,14 +370,10 @@ def ceph_files(config: Config, out: Path) -> list[Path]:
     TripleO's CephExternalMultiConfig puts in /etc/ceph on that site's nodes.
     """
     written: dict[Path, str] = {}
-    for site_name, site in config.sites.items():
+    for site_name in config.sites:
         for ref in config.stores(site_name):
             cluster, cluster_name = ref.cluster, ref.cluster_name
-            if (
-                cluster is None
-                or cluster_name is None
-                or cluster_name == (site.cluster or site_name)
-            ):
+            if cluster is None or cluster_name in (None, config.own_cluster(site_name)):
                 continue
             where = f"site {site_name}, store {ref.config.id}: cluster {ref.cluster_name}"
             if missing := [f for f in ("fsid", "mon_host") if not getattr(cluster, f)]:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
 from rich.console import Console
@@ -125,10 +124,10 @@ def _workflow(config: Config, base: Path, size: int, step: _Steps) -> None:
         "WAN. The counters come from each site's /metrics.",
         f"glance --os-image-url {url['dcn1']} image-download {image_id} --file cirros.out",
     )
-    before = _reads(url["dcn1"])
+    before = dcn1.traffic()["read"]
     with open(os.devnull, "wb") as sink, transfer_bar("download", size, console) as bar:
         dcn1.download(image_id, sink, progress=lambda n: bar(n, size))
-    after = _reads(url["dcn1"])
+    after = dcn1.traffic()["read"]
     console.print(
         "  dcn1 read "
         + ", ".join(f"{ops.format_size(after[c] - before[c])} from {c}" for c in sorted(after))
@@ -192,30 +191,15 @@ def _locations(image: dict[str, Any], site: str) -> None:
     console.print(table)
 
 
-def _reads(url: str) -> dict[str, int]:
-    return _metrics(url)["read"]
-
-
-def _metrics(url: str) -> dict[str, dict[str, int]]:
-    """``{"read"|"written": {cluster: bytes}}`` from a site's /metrics."""
-    found: dict[str, dict[str, int]] = {"read": {}, "written": {}}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith("ferry_store_bytes_"):
-            labels, value = line.rsplit(" ", 1)
-            kind = "read" if "_read_" in labels else "written"
-            cluster = labels.split('cluster="')[1].split('"')[0]
-            found[kind][cluster] = int(value)
-    return found
-
-
 def _summary(config: Config, naive: int) -> None:
     table = Table()
     for column in ("from", "to", "bytes"):
         table.add_column(column)
     total = 0
     for site in SITES:
-        own = config.site(site).cluster or site
-        moved = _metrics(config.site(site).url)
+        own = config.own_cluster(site)
+        with ImageClient(config.site(site).url) as client:
+            moved = client.traffic()
         for cluster, n in moved["written"].items():
             if cluster != own and n:
                 table.add_row(site, cluster, ops.format_size(n))

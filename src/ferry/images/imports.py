@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ferry.block import BlockImage
-from ferry.catalog import ImageRecord, Location, TaskRecord
+from ferry.catalog import ImageRecord, TaskRecord
 from ferry.catalog.records import utcnow
 from ferry.config import ImportConfig
 from ferry.errors import (
@@ -309,7 +309,7 @@ class Imports:
             fields["disk_format"] = "raw"
         job.check()
         self.service.catalog.add_location(
-            image_id, _location(store, image_id), expect_status=("importing",), fields=fields
+            image_id, store.active_location(image_id), expect_status=("importing",), fields=fields
         )
         self._done_with(image_id, store_id)
         job.commit(phase="copy")
@@ -363,7 +363,7 @@ class Imports:
                 _seal(dests.pop(store_id))
                 store = self._store(store_id)
                 job.check()
-                self.service.catalog.add_location(image_id, _location(store, image_id))
+                self.service.catalog.add_location(image_id, store.active_location(image_id))
                 self._done_with(image_id, store_id)
         except LostLease:
             for image in dests.values():  # the new holder goes on writing them
@@ -662,10 +662,6 @@ def _drop(store: Store, image_id: str, image: BlockImage | None) -> None:
         image.close()
     with contextlib.suppress(FerryError):
         store.delete(image_id)
-
-
-def _location(store: Store, image_id: str) -> Location:
-    return Location(store.id, str(store.location(image_id)), "active", {"store": store.id})
 
 
 class Worker:

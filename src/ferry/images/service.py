@@ -22,7 +22,7 @@ from typing import Any
 
 import jsonschema
 
-from ferry.catalog import Catalog, ImageRecord, Location
+from ferry.catalog import Catalog, ImageRecord
 from ferry.errors import (
     AlreadyExists,
     Conflict,
@@ -300,11 +300,10 @@ class Upload:
         self._check_format()
         store = self._writer.store
         image_id = self.record.id
-        location = Location(store.id, str(store.location(image_id)), "active", {"store": store.id})
         try:
             return self._service.catalog.add_location(
                 image_id,
-                location,
+                store.active_location(image_id),
                 expect_status=("saving",),
                 fields={
                     "status": "active",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ferry.block import BlockImage, Cluster, ImageSpec, connect
+from ferry.catalog.records import Location
 from ferry.config import Config, StoreRef
 from ferry.errors import BackendUnavailable, FerryError, InvalidRequest
 
@@ -119,6 +120,10 @@ class Store:
     def location(self, image_id: str) -> RbdLocation:
         scheme = "rbd" if self.ref.cluster and self.ref.cluster.ceph else "embedded"
         return RbdLocation(scheme, self.cluster.fsid, self.config.pool, image_id)
+
+    def active_location(self, image_id: str) -> Location:
+        """The catalogue's record of the image's data in this store."""
+        return Location(self.id, str(self.location(image_id)), "active")
 
     def open(self, spec: ImageSpec) -> BlockImage:
         """A block image of this store; its data traffic is counted."""
