@@ -169,6 +169,25 @@ class ImportConfig(_Frozen):
     _paths = field_validator("staging")(_relative_to_file)
 
 
+class ComputeConfig(_Frozen):
+    """How a site makes volumes and instance disks (what Nova and Cinder are set to at DCN)."""
+
+    cross_az_attach: bool = Field(
+        False,
+        description="Nova's cross_az_attach: with false (the DCN default) a boot-from-volume "
+        "volume is made in the instance's zone; with true, in the default zone.",
+    )
+    missing_image: Literal["copy", "stream", "refuse"] = Field(
+        "copy",
+        description="An image not in the zone's store: copy it there once, then clone (copy); "
+        "stream it into a full, uncached disk (stream, as Nova); or refuse (refuse, as Nova's "
+        "never_download_image_if_on_rbd).",
+    )
+    max_clone_depth: int = Field(
+        5, ge=1, description="rbd_max_clone_depth: a deeper clone is flattened at creation."
+    )
+
+
 class SiteConfig(_Frozen):
     """One site: its role, AZ, Image API address, cluster, stores and how it imports."""
 
@@ -181,6 +200,7 @@ class SiteConfig(_Frozen):
     cluster: str | None = Field(None, description="The site's own cluster (default: its name).")
     stores: tuple[StoreConfig, ...]
     imports: ImportConfig = Field(default_factory=lambda: ImportConfig.model_validate({}))
+    compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig.model_validate({}))
 
     @property
     def host(self) -> str:
@@ -313,6 +333,18 @@ class Config(_Frozen):
     @property
     def central(self) -> str | None:
         return next((n for n, s in self.sites.items() if s.role == "central"), None)
+
+    def az(self, site_name: str) -> str:
+        """The site's availability zone: its ``az``, else the site's name."""
+        return self.site(site_name).az or site_name
+
+    def zone_site(self, az: str) -> str:
+        """The site whose availability zone is ``az``."""
+        for name in self.sites:
+            if self.az(name) == az:
+                return name
+        known = ", ".join(self.az(n) for n in self.sites)
+        raise InvalidRequest(f"Availability zone '{az}' is invalid (zones: {known})")
 
     def own_cluster(self, site_name: str) -> str:
         """The site's own cluster's name: its ``cluster``, else the site's name."""

@@ -118,7 +118,7 @@ def matrix(config: Config) -> Table:
             if ref.client != "admin":
                 cell += f" ({ref.client})"
             cells[ref.cluster_name] = "\n".join(filter(None, [cells[ref.cluster_name], cell]))
-        table.add_row(name, site.role, site.az or name, site.url, *cells.values())
+        table.add_row(name, site.role, config.az(name), site.url, *cells.values())
     return table
 
 

@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry import errors
-from ferry.api import discovery, images, tasks
+from ferry.api import discovery, images, tasks, volumes
 from ferry.api.errors import ferry_error
 from ferry.catalog import Catalog
 from ferry.config import Config
 from ferry.images.imports import Imports, Worker
 from ferry.images.service import ImageService
 from ferry.images.stores import Stores
+from ferry.volumes import VolumeService
 
 
 def create_app(config: Config, site_name: str) -> FastAPI:
@@ -38,6 +39,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
         app.state.stores = stores
         app.state.images = service = ImageService(catalog, stores, config.owner)
         app.state.imports = imports = Imports(service, site_name, site.imports)
+        app.state.volumes = VolumeService(config, site_name, service, imports)
         workers = [Worker(imports) for _ in range(site.imports.workers)]
         for worker in workers:
             worker.start()
@@ -50,7 +52,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
             catalog.close()
 
     app = FastAPI(
-        title=f"ferry Image API ({site_name})",
+        title=f"ferry API ({site_name}): images, volumes, servers' disks",
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
@@ -60,6 +62,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
     app.include_router(discovery.router)
     app.include_router(images.router)
     app.include_router(tasks.router)
+    app.include_router(volumes.router)
     app.add_middleware(RequestId)
     return app
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,8 +15,7 @@ from ferry.api import render
 from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
 from ferry.errors import InvalidRequest
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
-from ferry.images.stores import Store
-from ferry.images.transfer import ZEROS, pieces
+from ferry.images.transfer import read_range
 
 router = APIRouter(prefix="/v2")
 UPLOAD_ALIGN = 4 << 20  # batches end on object boundaries: no read-modify-write
@@ -187,19 +185,11 @@ def download(image_id: str, request: Request) -> Response:
         status = 206
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(
-        _read(store, image_id, start, end),
+        read_range(store.open_snap(image_id), start, end),
         status_code=status,
         media_type="application/octet-stream",
         headers=headers,
     )
-
-
-def _read(store: Store, image_id: str, start: int, end: int) -> Iterator[bytes | memoryview]:
-    """The bytes of ``[start, end)``: allocated extents are read, holes are sent as zeros."""
-    with store.open_snap(image_id) as image:
-        extents = [e for e in image.diff() if e.exists]
-        for pos, length, has_data in pieces(extents, start, end):
-            yield image.read(pos, length) if has_data else ZEROS[:length]
 
 
 def _range(header: str, size: int) -> tuple[int, int]:

@@ -191,6 +191,21 @@ def copy_image(
     return Moved(st.size, read, written)
 
 
+def apply_diff(src: BlockImage, dst: BlockImage, extents: Iterator[Extent]) -> int:
+    """Make ``dst`` equal ``src`` over ``extents`` (a diff): data is copied, discarded ranges
+    are zeroed. Returns the bytes read from ``src``; nothing outside the extents moves."""
+    read = 0
+    for ext in extents:
+        if ext.exists:
+            for pos, data in _read_extent(src, ext):
+                read += len(data)
+                dst.write(pos, data)
+        else:
+            for pos in range(ext.offset, ext.end, BATCH):
+                dst.write(pos, bytes(min(BATCH, ext.end - pos)))
+    return read
+
+
 @dataclass(frozen=True)
 class LsRow:
     name: str

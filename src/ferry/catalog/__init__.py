@@ -2,5 +2,15 @@
 
 from ferry.catalog.catalog import Catalog
 from ferry.catalog.records import ImageRecord, Location, TaskRecord
+from ferry.catalog.resources import BackupRecord, ServerRecord, SnapshotRecord, VolumeRecord
 
-__all__ = ["Catalog", "ImageRecord", "Location", "TaskRecord"]
+__all__ = [
+    "BackupRecord",
+    "Catalog",
+    "ImageRecord",
+    "Location",
+    "ServerRecord",
+    "SnapshotRecord",
+    "TaskRecord",
+    "VolumeRecord",
+]

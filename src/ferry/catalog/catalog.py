@@ -1,4 +1,5 @@
-"""The catalogue: images, their properties, tags and locations, and tasks, in one database.
+"""The catalogue: images, their properties, tags and locations, tasks, and (through
+``resources``) volumes, snapshots, servers and backups, in one database.
 
 Every write runs in one transaction that starts by updating the image's row (status check,
 field changes, updated_at). That UPDATE is the serialization point: in PostgreSQL it takes the
@@ -23,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
 
-from ferry.catalog import listing, rows
+from ferry.catalog import listing, resources, rows
 from ferry.catalog.engine import create_engines
 from ferry.catalog.records import UNFINISHED, ImageRecord, Location, TaskRecord, utcnow
 from ferry.catalog.schema import image_locations, image_properties, image_tags, images, tasks
@@ -59,6 +60,7 @@ class Catalog:
         self._lock: AbstractContextManager[Any] = (
             threading.RLock() if self._engines.serialized else nullcontext()
         )
+        self.volumes, self.snapshots, self.servers, self.backups = resources.records(self)
 
     def __enter__(self) -> Catalog:
         return self

@@ -148,3 +148,74 @@ tasks = Table(
     Index(None, "status", "lease_expires_at"),
     Index(None, "site", "status"),
 )
+
+# --- volumes, their snapshots, instances' disks and backups (Cinder's and Nova's records) ----
+
+volumes = Table(
+    "volumes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255)),
+    Column("description", Text),
+    Column("status", String(30), nullable=False),
+    Column("size", Integer, nullable=False),  # GiB, as Cinder
+    Column("availability_zone", String(255), nullable=False),
+    Column("bootable", Boolean, nullable=False),
+    Column("source", NullableJSON, nullable=False),  # {"image_id"|"snapshot_id"|"source_volid"}
+    Column("volume_image_metadata", NullableJSON),
+    Column("attached_to", String(36)),  # the server using it
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "availability_zone"),
+    Index(None, "created_at"),
+)
+
+volume_snapshots = Table(
+    "volume_snapshots",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("volume_id", String(36), nullable=False),
+    Column("name", String(255)),
+    Column("description", Text),
+    Column("status", String(30), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "volume_id"),
+    Index(None, "created_at"),
+)
+
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255)),
+    Column("status", String(30), nullable=False),
+    Column("availability_zone", String(255), nullable=False),
+    Column("image_id", String(36)),
+    Column("volume_id", String(36)),  # booted from this volume (else from its own disk)
+    Column("fault", Text),
+    Column("image_source", NullableJSON),  # how the image reached the zone: local/copied/...
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
+)
+
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("volume_id", String(36), nullable=False),
+    Column("name", String(255)),
+    Column("status", String(30), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("availability_zone", String(255), nullable=False),  # where the backup lives
+    Column("base", String(255), nullable=False),  # block image in the backups pool
+    Column("is_incremental", Boolean, nullable=False),
+    Column("source_snap", String(255), nullable=False),  # the volume's snapshot it was read at
+    Column("moved", BigInteger, nullable=False),  # bytes read from the volume
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "volume_id"),
+    Index(None, "created_at"),
+)

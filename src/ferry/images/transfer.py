@@ -127,6 +127,15 @@ def _write_runs(image: BlockImage, pos: int, data: memoryview, runs: list[tuple[
     return sum(image.write(pos + a, data[a:b]) for a, b in runs)
 
 
+def read_range(image: BlockImage, start: int, end: int) -> Iterator[bytes | memoryview]:
+    """The bytes of ``[start, end)`` of ``image`` (closed at the end): allocated extents are
+    read, holes come as zeros without a read."""
+    with image:
+        extents = [e for e in image.diff() if e.exists]
+        for pos, length, has_data in pieces(extents, start, end):
+            yield image.read(pos, length) if has_data else ZEROS[:length]
+
+
 def pieces(extents: list[Extent], start: int, end: int) -> Iterator[tuple[int, int, bool]]:
     """``(offset, length, has_data)`` covering ``[start, end)`` in order, at most BATCH long:
     data where an extent lies, holes between. ``extents`` are sorted and disjoint (a diff),
