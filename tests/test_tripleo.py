@@ -207,19 +207,20 @@ def test_glance_and_az_parameters_map_or_are_noted(tmp_path: Path) -> None:
         "GlanceShowMultipleLocations": False,
         "NovaComputeAvailabilityZone": "az-nova",
         "CinderStorageAvailabilityZone": "az-cinder",
-        "NovaCrossAZAttach": False,
+        "NovaCrossAZAttach": True,
         "SomethingElse": 1,
     }
     imported = import_tripleo({"edge7": [env(tmp_path / "e.yaml", params)]}, catalog=CATALOG)
     site = parse(imported.raw).sites["edge7"]
     assert (site.az, site.cluster, site.imports.convert) == ("az-nova", "site7", False)
+    assert site.compute.cross_az_attach is True
     assert [s.id for s in site.stores] == ["local"]
     notes = "\n".join(imported.notes)
     assert "az-cinder differs from Nova's AZ az-nova" in notes
     assert "ferry does not offer glance-download" in notes
     assert "ferry offers glance-direct, copy-image anyway" in notes
     assert "GlanceShowMultipleLocations: ferry always shows them" in notes
-    assert "NovaCrossAZAttach: false: ferry always behaves as false does" in notes
+    assert "NovaCrossAZAttach" not in notes
     assert "SomethingElse: 1: unknown to ferry" in notes
     assert "GlanceBackendID" not in notes
 

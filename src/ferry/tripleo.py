@@ -38,12 +38,12 @@ _HANDLED = {
     "CephClusterName", "CephClientUserName", "CephExtraKeys", "CephExternalMultiConfig",
     "GlanceBackend", "GlanceBackendID", "GlanceStoreDescription", "GlanceRbdPoolName",
     "GlanceMultistoreConfig", "GlanceEnabledImportMethods", "GlanceShowMultipleLocations",
-    "NovaComputeAvailabilityZone", "CinderStorageAvailabilityZone", *_PLUGINS,
+    "NovaComputeAvailabilityZone", "CinderStorageAvailabilityZone", "NovaCrossAZAttach",
+    *_PLUGINS,
 }  # fmt: skip
 _WHY = {
     "ManageNetworks": "ferry manages no networks",
-    "CinderVolumeCluster": "ferry serves no volumes yet",
-    "NovaCrossAZAttach": "ferry always behaves as false does: a site's volumes stay in its AZ",
+    "CinderVolumeCluster": "a site's volumes are served by its own API; there is no cluster",
     "dashboard_enabled": "ferry runs no Ceph dashboard",
     "ceph_conf_overrides": "ceph-files writes only the client keyring path",
 }
@@ -195,6 +195,7 @@ class _Importer:
             at = stack.at("CinderStorageAvailabilityZone")
             self.note(stack, at, f"{cinder} differs from Nova's AZ {nova}, the site's az")
         self.methods(stack)
+        cross = stack.get("NovaCrossAZAttach", bool)
         return {
             "role": "central" if central else "edge",
             "az": nova or cinder or stack.name,
@@ -202,6 +203,7 @@ class _Importer:
             "cluster": stack.cluster,
             "stores": [self.default_store(stack, central), *self.stores(stack)],
             "imports": {"convert": self.convert(stack)},
+            "compute": {} if cross is None else {"cross_az_attach": cross},
         }
 
     def default_store(self, stack: _Stack, central: bool) -> dict[str, Any]:
