@@ -26,9 +26,7 @@ def test_incremental_backup_moves_only_changed_extents_and_restores(guide: Guide
         "available", False, "central"
     )  # fmt: skip
     assert full.moved == 8 * MiB  # the clone's data (its parent's), never its zeros
-    assert f"volume-{volume.id}.backup.{full.id}" in guide.cluster("central").list_images(
-        "backups"
-    )
+    assert f"volume-{volume.id}.backup.{full.id}" in guide.cluster("central").list_images("backups")
     first_state = guide.digest("dcn0", spec)
 
     # The guest changes two objects' worth: one inside the data, one far out in the volume.

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from ferry.block import ImageSpec
-from ferry.errors import Conflict, InUse, InvalidRequest
+from ferry.errors import Conflict, InUse, InvalidRequest, StorageFull
 from tests.volumes.conftest import Guide, MiB, random_image, sha
 
 GiB = 1 << 30
@@ -178,3 +178,42 @@ def test_blank_volume_and_clear_errors(guide: Guide) -> None:
         dcn0.volumes.create_volume(size=1, image_id=image.id)
     assert dcn0.volumes.create_volume(image_id=image.id).size == 2
     assert [v.status for v in dcn0.volumes.volumes.list()] == ["available", "available"]
+
+
+def test_a_failed_creation_leaves_no_row_and_no_block_image(
+    guide: Guide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full cluster in the middle of making a volume (mocked: filling a real cluster here
+    would take minutes): the error comes back, and nothing half-made stays."""
+    dcn0 = guide.sites["dcn0"]
+    image = dcn0.upload(random_image(8 * MiB))
+
+    def full(*args: object) -> None:
+        raise StorageFull("No space left on device")
+
+    monkeypatch.setattr(type(dcn0.volumes), "_grow", staticmethod(full))
+    with guide.cluster("dcn0") as c:
+        before = set(c.list_images("volumes")), set(c.list_images("vms"))
+    with pytest.raises(StorageFull):
+        dcn0.volumes.create_volume(image_id=image.id, size=1)
+    with pytest.raises(StorageFull):
+        dcn0.volumes.create_server(image_id=image.id, boot_volume_size=1)
+    assert dcn0.volumes.volumes.list() == [] and dcn0.volumes.servers.list() == []
+    with guide.cluster("dcn0") as c:
+        assert (set(c.list_images("volumes")), set(c.list_images("vms"))) == before
+    monkeypatch.undo()
+    assert dcn0.volumes.create_volume(image_id=image.id, size=1).status == "available"
+
+
+def test_an_image_from_a_volume_booted_server_holds_the_volumes_data(guide: Guide) -> None:
+    dcn0 = guide.sites["dcn0"]
+    data = random_image(8 * MiB)
+    image = dcn0.upload(data)
+    server = dcn0.volumes.create_server(image_id=image.id, boot_volume_size=1)
+    assert server.volume_id is not None
+    made = dcn0.volumes.create_server_image(server.id, "from-volume")
+    assert (made.size, made.stores) == (GiB, ("dcn0",))
+    spec = f"volumes/volume-{server.volume_id}"
+    assert guide.digest("dcn0", f"images/{made.id}@snap") == guide.digest("dcn0", spec)
+    with guide.cluster("dcn0") as c, c.open(ImageSpec.parse(spec)) as v:
+        assert v.list_snaps() == []  # the snapshot it was read at is gone
