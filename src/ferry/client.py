@@ -1,7 +1,9 @@
-"""A small synchronous client for ferry's Image API (OpenStack Image API v2, multi-store).
+"""A small synchronous client for one ferry site's API: images (OpenStack Image API v2,
+multi-store), volumes, snapshots and backups (Cinder v3) and servers' disks (Nova v2.1).
 
-Methods return Glance's JSON documents as dicts. HTTP errors become the ``ferry.errors``
-class the server raised, with the server's message on one line.
+Methods return the JSON documents as dicts, Cinder's and Nova's unwrapped from their
+``{"volume": ...}`` envelopes. HTTP errors become the ``ferry.errors`` class the server
+raised, with the server's message on one line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ JobProgress = Callable[[int, int | None], None]  # a task's bytes done, bytes to
 
 CHUNK = 8 << 20  # bytes per read while uploading and per write while downloading
 DONE = ("success", "failure")
+# A Cinder or Nova resource -> its collection; its documents come wrapped in its name.
+COLLECTIONS = {
+    "volume": "/v3/volumes",
+    "snapshot": "/v3/snapshots",
+    "backup": "/v3/backups",
+    "server": "/v2.1/servers",
+}
 
 # HTTP status -> error class: the inverse of ferry.api.errors.STATUS, where it is one-to-one.
 ERRORS: dict[int, type[errors.FerryError]] = {
@@ -41,7 +50,8 @@ ERRORS: dict[int, type[errors.FerryError]] = {
 
 
 class ImageClient:
-    """The Image API of one ferry site, over one HTTP connection pool."""
+    """One ferry site's API (images, volumes, snapshots, backups, servers), over one HTTP
+    connection pool. Named for the Image API it began with."""
 
     def __init__(self, url: str, timeout: float = 60) -> None:
         self.url = url.rstrip("/")
@@ -216,7 +226,96 @@ class ImageClient:
             )
         return image
 
+    # --- volumes, snapshots, backups (Cinder v3) ------------------------------------------
+    def volumes(self, availability_zone: str | None = None) -> list[Doc]:
+        return self._list("volume", availability_zone=availability_zone)
+
+    def volume(self, volume_id: str) -> Doc:
+        return self._send("GET", "volume", volume_id)
+
+    def create_volume(self, **fields: Any) -> Doc:
+        """A volume: ``size`` (GiB), ``availability_zone``, ``imageRef``, ``snapshot_id``,
+        ``source_volid``, ``missing_image``, ``name``, ``description``."""
+        return self._send("POST", "volume", fields=fields)
+
+    def delete_volume(self, volume_id: str) -> None:
+        self._send("DELETE", "volume", volume_id)
+
+    def snapshots(self, volume_id: str | None = None) -> list[Doc]:
+        return self._list("snapshot", volume_id=volume_id)
+
+    def create_snapshot(self, volume_id: str, **fields: Any) -> Doc:
+        """A snapshot of the volume: ``name``, ``description``, ``force`` (if in-use)."""
+        return self._send("POST", "snapshot", fields={"volume_id": volume_id, **fields})
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._send("DELETE", "snapshot", snapshot_id)
+
+    def backups(self, volume_id: str | None = None) -> list[Doc]:
+        return self._list("backup", volume_id=volume_id)
+
+    def create_backup(self, volume_id: str, **fields: Any) -> Doc:
+        """A backup of the volume (``name``, ``force``): full the first time, then incremental."""
+        return self._send("POST", "backup", fields={"volume_id": volume_id, **fields})
+
+    def delete_backup(self, backup_id: str) -> None:
+        self._send("DELETE", "backup", backup_id)
+
+    def restore_backup(
+        self, backup_id: str, name: str | None = None, availability_zone: str | None = None
+    ) -> Doc:
+        """Restore into a new volume; ``{"backup_id", "volume_id", "volume_name"}``."""
+        fields = {"name": name, "availability_zone": availability_zone}
+        return self._send("POST", "backup", backup_id, "restore", fields=fields, key="restore")
+
+    # --- servers (Nova v2.1) --------------------------------------------------------------
+    def servers(self) -> list[Doc]:
+        return self._list("server")
+
+    def server(self, server_id: str) -> Doc:
+        return self._send("GET", "server", server_id)
+
+    def create_server(self, **fields: Any) -> Doc:
+        """A server: ``name``, ``imageRef`` or ``volume_id``, ``boot_volume_size`` (GiB),
+        ``availability_zone``, ``missing_image``. It may come back in ERROR, with a ``fault``."""
+        return self._send("POST", "server", fields=fields)
+
+    def delete_server(self, server_id: str) -> None:
+        self._send("DELETE", "server", server_id)
+
+    def stop_server(self, server_id: str) -> None:
+        self._action(server_id, "os-stop", None)
+
+    def start_server(self, server_id: str) -> None:
+        self._action(server_id, "os-start", None)
+
+    def create_server_image(self, server_id: str, name: str) -> str:
+        """The server's disk as a new image, in its zone's store only; the image's id."""
+        return str(self._action(server_id, "createImage", {"name": name})["image_id"])
+
     # --- plumbing ------------------------------------------------------------------------
+    def _list(self, kind: str, **filters: str | None) -> list[Doc]:
+        """A Cinder or Nova collection, filtered by the filters that are not None."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        found: list[Doc] = self._json("GET", COLLECTIONS[kind], params=params)[f"{kind}s"]
+        return found
+
+    def _send(
+        self, method: str, kind: str, *path: str, fields: Doc | None = None, key: str = ""
+    ) -> Doc:
+        """One Cinder or Nova request under ``kind``'s collection: ``fields`` without the
+        Nones, wrapped as ``{key: fields}`` (key: ``kind``); the answer unwrapped ({} if
+        the server sent nothing)."""
+        key = key or kind
+        body = None if fields is None else {key: {k: v for k, v in fields.items() if v is not None}}
+        doc = self._json(method, "/".join((COLLECTIONS[kind], *path)), json=body)
+        found: Doc = doc[key] if doc else {}
+        return found
+
+    def _action(self, server_id: str, action: str, arg: Doc | None) -> Doc:
+        """Nova's ``POST /servers/{id}/action`` with ``{action: arg}``."""
+        return self._json("POST", f"{COLLECTIONS['server']}/{server_id}/action", json={action: arg})
+
     def _json(self, method: str, path: str, **kwargs: Any) -> Doc:
         """One request; its JSON body ({} when empty)."""
         with self._call(method, path, **kwargs) as r:

@@ -52,6 +52,7 @@ def test_incremental_backup_moves_only_changed_extents_and_restores(guide: Guide
     for backup, state in ((full, first_state), (incr, second_state), (zeroed, third_state)):
         restored = central.volumes.restore_backup(backup.id)
         assert (restored.status, restored.availability_zone) == ("available", "dcn0")
+        assert restored.bootable and restored.volume_image_metadata == volume.volume_image_metadata
         assert guide.digest("dcn0", f"volumes/volume-{restored.id}") == state
     assert [b.id for b in central.volumes.backups.list(volume_id=volume.id)] == [
         zeroed.id, incr.id, full.id

@@ -2,66 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ferry.block.ops import format_size
+from ferry.cli.endpoint import cell, connect, out, url_option
 from ferry.cli.progress import transfer_bar
 from ferry.client import Doc, ImageClient
 from ferry.errors import FerryError, InvalidRequest
 
 app = typer.Typer(help="Images on a site's Image API: upload, copy between stores, download.")
-
-out = Console(highlight=False)
-if not out.is_terminal:
-    out.width = 1000  # piped: one table row per line, never folded
-err = Console(stderr=True, highlight=False, markup=False)
+app.callback()(url_option)
 
 SUMMARY = ("id", "name", "status", "size", "stores")
-
-
-@app.callback()
-def options(
-    ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option("--url", envvar="FERRY_URL", help="The site's Image API endpoint.")
-    ] = "http://127.0.0.1:9292",
-) -> None:
-    ctx.obj = url
-
 
 ImageId = Annotated[str, typer.Argument(help="The image's id.")]
 
 
-@contextmanager
-def _client(ctx: typer.Context) -> Iterator[ImageClient]:
-    with ImageClient(ctx.obj) as client:
-        yield client
-
-
 def _value(key: str, value: Any) -> str:
-    if value is None:
-        return ""
     if key == "size" and isinstance(value, int):
         return f"{value} ({format_size(value)})"
-    if key == "stores":
+    if key == "stores" and isinstance(value, str):
         return ", ".join(value.split(","))
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    if isinstance(value, dict | bool):
-        return json.dumps(value)
-    return str(value)
+    return cell(value)
 
 
-def _fields(image: Doc, keys: tuple[str, ...] | None = None) -> None:
+def fields(image: Doc, keys: tuple[str, ...] | None = None) -> None:
     """An image as a two-column table on stdout; its locations one row each."""
     table = Table("field", "value")
     for key in keys or tuple(image):
@@ -86,7 +57,7 @@ def _stores(image: Doc) -> list[str]:
 def stores(ctx: typer.Context) -> None:
     """List the site's stores."""
     table = Table("id", "description", "default")
-    with _client(ctx) as client:
+    with connect(ctx) as client:
         for s in client.stores():
             table.add_row(s["id"], s.get("description", ""), "yes" if s.get("default") else "")
     out.print(table)
@@ -96,7 +67,7 @@ def stores(ctx: typer.Context) -> None:
 def list_(ctx: typer.Context) -> None:
     """List the images, every page."""
     table = Table("id", "name", "status", "size", "disk_format", "stores")
-    with _client(ctx) as client:
+    with connect(ctx) as client:
         for i in client.images():
             size = "" if i.get("size") is None else format_size(i["size"])
             table.add_row(
@@ -109,8 +80,8 @@ def list_(ctx: typer.Context) -> None:
 @app.command()
 def show(ctx: typer.Context, image_id: ImageId) -> None:
     """Show an image's fields, its stores and where each copy lives."""
-    with _client(ctx) as client:
-        _fields(client.get(image_id))
+    with connect(ctx) as client:
+        fields(client.get(image_id))
 
 
 @app.command()
@@ -134,7 +105,7 @@ def create(
     """Create an image from a file or a URL. If that fails, the new image is deleted."""
     if (file is None) == (from_url is None):
         raise InvalidRequest("give the image's data with --file PATH or --from-url URL")
-    with _client(ctx) as client:
+    with connect(ctx) as client:
         image = client.create(name=name, disk_format=disk_format, container_format=container_format)
         try:
             if file is not None:
@@ -151,7 +122,7 @@ def create(
             with suppress(FerryError):
                 client.delete(image["id"])
             raise
-        _fields(client.get(image["id"]), SUMMARY)
+        fields(client.get(image["id"]), SUMMARY)
 
 
 @app.command()
@@ -175,7 +146,7 @@ def copy(
     """Copy an image into more stores (copy-image import) and wait until they hold it."""
     if bool(to) == all_stores:
         raise InvalidRequest("give the stores with --to STORE (repeatable) or --all-stores")
-    with _client(ctx) as client:
+    with connect(ctx) as client:
         wanted = to or [s["id"] for s in client.stores() if not s.get("read-only")]
         client.import_image(
             image_id,
@@ -187,7 +158,7 @@ def copy(
         size = client.get(image_id).get("size")
         with transfer_bar(f"copy to {', '.join(to or ['all stores'])}", size) as step:
             image = client.wait(image_id, wanted, progress=step)
-    _fields(image, SUMMARY)
+    fields(image, SUMMARY)
 
 
 @app.command()
@@ -198,7 +169,7 @@ def download(
 ) -> None:
     """Download an image's data; the file appears only once every byte has arrived."""
     part = output.with_name(f".{output.name}.part")
-    with _client(ctx) as client:
+    with connect(ctx) as client:
         size = client.get(image_id).get("size")
         try:
             with part.open("wb") as f, transfer_bar(f"download {image_id}", size) as step:
@@ -221,7 +192,7 @@ def delete(
     ] = None,
 ) -> None:
     """Delete an image, or only its data in one store."""
-    with _client(ctx) as client:
+    with connect(ctx) as client:
         if store:
             client.delete_from_store(store, image_id)
             typer.echo(f"deleted image {image_id} from store {store}")

@@ -87,9 +87,10 @@ class VolumeService:
         for store in stores:
             if store.ref.cluster_name == cluster and not store.config.read_only:
                 return Zone(az, site, store)
+        where = "" if site == self.site else f"; use site {site}'s API"
         raise InvalidRequest(
             f"availability zone {az} is not reachable from site {self.site}: none of its "
-            f"stores is on cluster {cluster}; use site {site}'s API"
+            f"stores is on cluster {cluster}{where}"
         )
 
     @property
@@ -244,9 +245,13 @@ class VolumeService:
                     f"({', '.join(str(c) for c in children)}); delete them first"
                 )
             self.snapshots.change(snapshot_id, expect=("available", "error"), status="deleting")
-            if _has_snap(image, snap):
-                image.unprotect_snap(snap)
-                image.remove_snap(snap)
+            try:
+                if _has_snap(image, snap):
+                    image.unprotect_snap(snap)
+                    image.remove_snap(snap)
+            except BaseException:
+                self.snapshots.change(snapshot_id, status=record.status)
+                raise
         self.snapshots.remove(snapshot_id)
 
     # --- servers ---------------------------------------------------------------------------
@@ -472,9 +477,11 @@ class VolumeService:
         backup = self.backups.get(backup_id)
         if backup.status != "available":
             raise Conflict(f"Backup {backup_id} is {backup.status}, not available")
+        bootable, meta = False, None
         with contextlib.suppress(NotFound):
             origin = self.volumes.get(backup.volume_id)
             availability_zone = availability_zone or origin.availability_zone
+            bootable, meta = origin.bootable, origin.volume_image_metadata
         zone = self.zone(availability_zone)
         target = self.zone(backup.availability_zone)
         record = VolumeRecord(
@@ -484,7 +491,9 @@ class VolumeService:
             status="restoring-backup",
             size=backup.size,
             availability_zone=zone.az,
+            bootable=bootable,
             source={"backup_id": backup_id},
+            volume_image_metadata=meta,
         )
         self.volumes.add(record)
         spec = ImageSpec(VOLUMES, volume_name(record.id))
@@ -501,17 +510,21 @@ class VolumeService:
     def delete_backup(self, backup_id: str) -> None:
         backup = self.backups.get(backup_id)
         self.backups.change(backup_id, expect=("available", "error"), status="deleting")
-        target = self.zone(backup.availability_zone)
-        with (
-            contextlib.suppress(NotFound),
-            target.cluster.open(ImageSpec(BACKUPS, backup.base)) as base,
-        ):
-            if _has_snap(base, backup.source_snap):
-                base.remove_snap(backup.source_snap)
-        others = [b for b in self.backups.list(base=backup.base) if b.id != backup_id]
-        if not others:
-            with contextlib.suppress(NotFound):
-                target.cluster.remove(BACKUPS, backup.base)
+        try:
+            target = self.zone(backup.availability_zone)
+            with (
+                contextlib.suppress(NotFound),
+                target.cluster.open(ImageSpec(BACKUPS, backup.base)) as base,
+            ):
+                if _has_snap(base, backup.source_snap):
+                    base.remove_snap(backup.source_snap)
+            others = [b for b in self.backups.list(base=backup.base) if b.id != backup_id]
+            if not others:
+                with contextlib.suppress(NotFound):
+                    target.cluster.remove(BACKUPS, backup.base)
+        except BaseException:
+            self.backups.change(backup_id, status=backup.status)
+            raise
         with contextlib.suppress(FerryError):  # the volume's own snapshot for this backup
             volume = self.volumes.get(backup.volume_id)
             zone = self.zone(volume.availability_zone)
