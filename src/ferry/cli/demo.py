@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ferry import config as configuration
 from ferry import topology
-from ferry.block import connect, ops
+from ferry.block import ImageSpec, connect, ops
 from ferry.cli.progress import transfer_bar
 from ferry.cli.up import site_table
 from ferry.client import ImageClient
@@ -34,7 +34,7 @@ def demo(
     ] = None,
     size: Annotated[str, typer.Option(help="Size of the demo image.")] = "512M",
 ) -> None:
-    """Upload an image at central, copy it to two edge sites, snapshot at an edge, copy back."""
+    """The DCN guide on three sites: images, copies, volumes, instances, snapshots, backups."""
     base = (workdir or Path(tempfile.mkdtemp(prefix="ferry-demo-"))).resolve()
     base.mkdir(parents=True, exist_ok=True)
     step = _Steps()
@@ -110,13 +110,7 @@ def _workflow(config: Config, base: Path, size: int, step: _Steps) -> None:
         "rbd --cluster dcn0 -p images ls -l",
     )
     for name in SITES:
-        cluster = config.clusters[name]
-        handle = connect(cluster.target)
-        try:
-            console.print(f"[bold]{name}[/] ({cluster.embedded})")
-            console.print(ops.render_ls(ops.ls_long(handle, "images")), markup=False)
-        finally:
-            handle.close()
+        _ls(config, name, "images")
 
     step(
         "Download at dcn1: it reads dcn1's own store",
@@ -134,39 +128,121 @@ def _workflow(config: Config, base: Path, size: int, step: _Steps) -> None:
     )
 
     step(
-        "Snapshot an instance at dcn0",
-        "The snapshot becomes a new image in dcn0's store only. (Here it is uploaded at dcn0's "
-        "API; instances arrive with volumes in a later release.)",
-        f"openstack --os-image-url {url['dcn0']} server image create --name snap vm1",
+        "Boot at dcn0: a volume and an instance disk, both clones",
+        "A volume (volumes/volume-<id>) and an instance's root disk (vms/<id>_disk) are "
+        "copy-on-write clones of images/<image-id>@snap in dcn0's own cluster: made in constant "
+        "time, nothing copied, nothing crossing the WAN.",
+        "openstack volume create --image cirros --size 1 --availability-zone dcn0 vol0\n"
+        "openstack server create --image cirros --availability-zone dcn0 vm1",
     )
-    snap = _make_image_file(base / "snap.raw", size // 2)
-    snapshot = dcn0.create(name="vm1-snapshot", disk_format="raw", container_format="bare")
-    with transfer_bar("snapshot", size // 2, console) as bar:
-        dcn0.upload(snapshot["id"], base / "snap.raw", progress=lambda n: bar(n, size // 2))
-    console.print(f"  {ops.format_size(snap)} of data")
-    _show_stores(dcn0, snapshot["id"], "dcn0")
+    vol0 = dcn0.create_volume(name="vol0", imageRef=image_id, size=1)
+    vm1 = dcn0.create_server(name="vm1", imageRef=image_id)
+    vm0 = dcn0.create_server(name="vm0", volume_id=vol0["id"])
+    snap0 = dcn0.create_snapshot(vol0["id"], name="snap0", force=True)
+    console.print(
+        f"  volume vol0 {vol0['id']}: {vol0['status']}, bootable {vol0['bootable']}\n"
+        f"  server vm1 {vm1['id']}: {vm1['status']}, disk {vm1['ferry']['disk']}\n"
+        f"  server vm0 {vm0['id']}: {vm0['status']}, boots from vol0 (now in-use)\n"
+        f"  snapshot snap0 of the in-use vol0 (--force): volume-{vol0['id']}@snapshot-"
+        f"{snap0['id']}"
+    )
+    _ls(config, "dcn0", "volumes", "vms")
 
     step(
-        "Copy the snapshot back to central, then from central to dcn1",
-        "dcn0's API copies into its 'central' store; central's API then copies from its own "
-        "cluster to dcn1, so the WAN link dcn0 → dcn1 is never needed.",
-        f"glance --os-image-url {url['dcn0']} image-import {snapshot['id']} "
-        f"--import-method copy-image --stores central\n"
-        f"glance --os-image-url {url['central']} image-import {snapshot['id']} "
-        f"--import-method copy-image --stores dcn1",
+        "Snapshot the instance at dcn0 into a new image",
+        "The guest has written to its disk. Its snapshot becomes an image in dcn0's store "
+        "only, as at a DCN site, with md5 and sha512 computed on the way.",
+        "openstack --os-compute-api-version 2.1 server image create --name vm1-snapshot vm1",
     )
-    _copy(dcn0, snapshot["id"], ["central"])
-    _copy(central, snapshot["id"], ["dcn1"])
-    _show_stores(dcn1, snapshot["id"], "dcn1")
+    _guest_writes(config, "dcn0", ImageSpec("vms", f"{vm1['id']}_disk"), 0)
+    snapshot_id = dcn0.create_server_image(vm1["id"], "vm1-snapshot")
+    _show_stores(dcn0, snapshot_id, "dcn0")
+
+    step(
+        "Copy the snapshot back to central, then from central to dcn1, and boot it there",
+        "dcn0's API copies into its 'central' store; central's API then copies from its own "
+        "cluster to dcn1, so the WAN link dcn0 → dcn1 is never needed. At dcn1 the new "
+        "instance is again a clone.",
+        f"glance --os-image-url {url['dcn0']} image-import {snapshot_id} "
+        f"--import-method copy-image --stores central\n"
+        f"glance --os-image-url {url['central']} image-import {snapshot_id} "
+        f"--import-method copy-image --stores dcn1\n"
+        f"openstack server create --image vm1-snapshot --availability-zone dcn1 vm2",
+    )
+    _copy(dcn0, snapshot_id, ["central"])
+    _copy(central, snapshot_id, ["dcn1"])
+    _show_stores(dcn1, snapshot_id, "dcn1")
+    dcn1.create_server(name="vm2", imageRef=snapshot_id)
+    _ls(config, "dcn1", "vms")
+
+    step(
+        "Boot at dcn1 an image that was never copied there",
+        "ferry copies it into dcn1's store once (one WAN transfer), then clones; the second "
+        "boot moves nothing. (Set compute.missing_image to stream or refuse for Nova's ways.)",
+        "openstack server create --image fedora --availability-zone dcn1 vm3   # twice",
+    )
+    small = size // 4
+    _make_image_file(base / "fedora.raw", small)
+    fedora = central.create(name="fedora", disk_format="raw", container_format="bare")
+    central.upload(fedora["id"], base / "fedora.raw")
+    for name in ("vm3", "vm4"):
+        server = dcn1.create_server(name=name, imageRef=fedora["id"])
+        how = server["ferry"]["image_source"]
+        console.print(
+            f"  {name}: image {how['action']} into store {how['store']}, "
+            f"{ops.format_size(how['moved'])} moved"
+        )
+    _show_stores(dcn1, fedora["id"], "dcn1")
+
+    step(
+        "Back up vol0 to central, then incrementally",
+        "Backups live in central's backups pool. The first copies the volume's data; the next "
+        "only the extents changed since (here 4 MiB the guest wrote). Each restores alone.",
+        "openstack volume backup create --force vol0   # twice\n"
+        "openstack volume backup restore BACKUP",
+    )
+    first = central.create_backup(vol0["id"], name="monday", force=True)
+    _guest_writes(config, "dcn0", ImageSpec("volumes", f"volume-{vol0['id']}"), 64 << 20)
+    second = central.create_backup(vol0["id"], name="tuesday", force=True)
+    for backup in (first, second):
+        kind = "incremental" if backup["is_incremental"] else "full"
+        console.print(
+            f"  backup {backup['name']}: {kind}, {ops.format_size(backup['ferry']['moved'])} "
+            "read from dcn0"
+        )
+    restored = central.restore_backup(second["id"], name="vol0-restored")
+    console.print(f"  restored into volume {restored['volume_id']} at dcn0")
+    _ls(config, "central", "backups")
 
     step(
         "Bytes moved between sites",
         "What each site read from or wrote to another site's cluster, from /metrics.",
         f"curl {url['central']}/metrics",
     )
-    _summary(config, naive=2 * size + 2 * (size // 2))
+    _summary(config, naive=2 * size + 2 * size + small)
     for client in (central, dcn0, dcn1):
         client.close()
+
+
+def _guest_writes(config: Config, site: str, spec: ImageSpec, offset: int) -> None:
+    """What a running guest would do: write 4 MiB into its disk."""
+    cluster = connect(config.clusters[site].target)
+    try:
+        with cluster.open(spec) as disk:
+            disk.write(offset, os.urandom(4 << 20))
+    finally:
+        cluster.close()
+
+
+def _ls(config: Config, site: str, *pools: str) -> None:
+    """``rbd ls -l`` of a site's pools: each clone's PARENT shows where it reads from."""
+    cluster = connect(config.clusters[site].target)
+    try:
+        for pool in pools:
+            console.print(f"[bold]{site}[/] {pool}")
+            console.print(ops.render_ls(ops.ls_long(cluster, pool)), markup=False)
+    finally:
+        cluster.close()
 
 
 def _copy(client: ImageClient, image_id: str, stores: list[str]) -> None:
@@ -192,26 +268,29 @@ def _locations(image: dict[str, Any], site: str) -> None:
 
 
 def _summary(config: Config, naive: int) -> None:
-    table = Table()
-    for column in ("from", "to", "bytes"):
-        table.add_column(column)
-    total = 0
+    moved: dict[tuple[str, str], int] = {}
     for site in SITES:
         own = config.own_cluster(site)
         with ImageClient(config.site(site).url) as client:
-            moved = client.traffic()
-        for cluster, n in moved["written"].items():
-            if cluster != own and n:
-                table.add_row(site, cluster, ops.format_size(n))
-                total += n
-        for cluster, n in moved["read"].items():
-            if cluster != own and n:
-                table.add_row(cluster, site, ops.format_size(n))
-                total += n
+            traffic = client.traffic()
+        for cluster, n in traffic["written"].items():
+            if cluster != own:
+                moved[site, cluster] = moved.get((site, cluster), 0) + n
+        for cluster, n in traffic["read"].items():
+            if cluster != own:
+                moved[cluster, site] = moved.get((cluster, site), 0) + n
+    table = Table()
+    for column in ("from", "to", "bytes"):
+        table.add_column(column)
+    for (src, dst), n in sorted(moved.items()):
+        if n:
+            table.add_row(src, dst, ops.format_size(n))
+    total = sum(moved.values())
     console.print(table)
     console.print(
-        f"  {ops.format_size(total)} crossed between sites for four copies. A copy that sends "
-        f"every byte of the image, as Glance's copy-image does, would have sent "
+        f"  {ops.format_size(total)} crossed between sites for five copies and two backups. "
+        f"Copies that send every byte of the image, as Glance's copy-image does, would have "
+        f"sent "
         f"{ops.format_size(naive)}: ferry sends only the data, never zeros, and reads no "
         f"image twice."
     )

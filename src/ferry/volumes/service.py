@@ -431,9 +431,9 @@ class VolumeService:
                 image.create_snap(snap)
             if previous is None:
                 target.cluster.create(BACKUPS, base, volume.size * GiB)
-            with (
-                zone.cluster.open(ImageSpec(VOLUMES, vspec.name, snap), read_only=True) as src,
-                target.cluster.open(ImageSpec(BACKUPS, base)) as dst,
+            with (  # through the stores, so /metrics counts what crosses sites
+                zone.store.open(ImageSpec(VOLUMES, vspec.name, snap)) as src,
+                target.store.open(ImageSpec(BACKUPS, base)) as dst,
             ):
                 since = previous.source_snap if previous else None
                 moved = apply_diff(src, dst, src.diff(since))
@@ -501,7 +501,7 @@ class VolumeService:
         try:
             with self._undo_on_failure(zone, spec, record.id, self.volumes.remove):
                 at = ImageSpec(BACKUPS, backup.base, backup.source_snap)
-                with target.cluster.open(at, read_only=True) as src:
+                with target.store.open(at) as src:
                     copy_image(src, zone.cluster, VOLUMES, spec.name)
                 return self.volumes.change(record.id, status="available")
         finally:
@@ -574,15 +574,21 @@ class VolumeService:
     def _clone(
         self, zone: Zone, parent: ImageSpec, spec: ImageSpec, size: int | None
     ) -> dict[str, Any]:
-        """Clone ``parent`` to ``spec``; flatten when deeper than max_clone_depth; grow."""
+        """Clone ``parent`` to ``spec``; flatten when deeper than max_clone_depth; grow.
+
+        Only the parent chain is read (read-only); the new clone is opened only to flatten or
+        to grow it, so creation stays a clone plus a few header reads whatever the size.
+        """
+        above, parent_size = _chain(zone.cluster, parent)
         zone.cluster.clone(parent, spec.pool, spec.name)
-        depth = _depth(zone.cluster, spec)
-        flattened = depth > self.compute.max_clone_depth
+        flattened = above + 1 > self.compute.max_clone_depth
         if flattened:
             with zone.cluster.open(spec) as image:
                 image.flatten()
-        self._grow(zone, spec, size)
-        return {"parent": str(parent), "depth": 0 if flattened else depth, "flattened": flattened}
+        if size is not None and size > parent_size:
+            self._grow(zone, spec, size)
+        depth = 0 if flattened else above + 1
+        return {"parent": str(parent), "depth": depth, "flattened": flattened}
 
     def _clone_volume(
         self, zone: Zone, source_volid: str, spec: ImageSpec, size: int
@@ -678,16 +684,17 @@ def _has_snap(image: BlockImage, snap: str) -> bool:
     return any(s.name == snap for s in image.list_snaps())
 
 
-def _depth(cluster: Cluster, spec: ImageSpec) -> int:
-    """How many parents lie above ``spec`` (0 for a flat image)."""
-    depth = 0
+def _chain(cluster: Cluster, spec: ImageSpec) -> tuple[int, int]:
+    """How many parents lie above ``spec`` (0 for a flat image), and its size."""
+    depth, size = 0, None
     while True:
-        with cluster.open(spec, read_only=spec.snap is not None) as image:
-            parent = image.stat().parent
-        if parent is None:
-            return depth
+        with cluster.open(spec, read_only=True) as image:
+            st = image.stat()
+        size = st.size if size is None else size
+        if st.parent is None:
+            return depth, size
         depth += 1
-        spec = ImageSpec(parent.pool, parent.image, parent.snap)
+        spec = ImageSpec(st.parent.pool, st.parent.image, st.parent.snap)
 
 
 def _drop_snap(cluster: Cluster, spec: ImageSpec, snap: str) -> None:
