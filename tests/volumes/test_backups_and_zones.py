@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ferry.block import ImageSpec
-from ferry.errors import Conflict, InvalidRequest
+from ferry.errors import Conflict, Forbidden, InvalidRequest
 from tests.volumes.conftest import Guide, MiB, build, close, random_image
 
 OBJECT = 4 * MiB
@@ -121,3 +121,14 @@ def test_cross_az_attach_true_creates_the_volume_centrally_and_the_edge_boot_fai
         assert dcn0.volumes.volumes.get(volume.id).status == "available"
     finally:
         close(guide)
+
+
+def test_a_backup_through_an_edge_says_to_ask_central_and_leaves_nothing(guide: Guide) -> None:
+    dcn0 = guide.sites["dcn0"]
+    volume = dcn0.volumes.create_volume(size=1)
+    with pytest.raises(Forbidden, match="through the API of central"):
+        dcn0.volumes.create_backup(volume.id)  # client.external has no caps on backups
+    assert dcn0.volumes.backups.list() == []
+    assert dcn0.volumes.volumes.get(volume.id).status == "available"
+    with guide.cluster("dcn0") as c, c.open(ImageSpec("volumes", f"volume-{volume.id}")) as v:
+        assert v.list_snaps() == []

@@ -29,7 +29,7 @@ from ferry.block import BlockImage, Cluster, ImageSpec
 from ferry.block.ops import apply_diff, copy_image
 from ferry.catalog import BackupRecord, ImageRecord, ServerRecord, SnapshotRecord, VolumeRecord
 from ferry.config import Config
-from ferry.errors import Conflict, FerryError, InUse, InvalidRequest, NotFound
+from ferry.errors import Conflict, FerryError, Forbidden, InUse, InvalidRequest, NotFound
 from ferry.images.imports import Imports
 from ferry.images.service import ImageService
 from ferry.images.stores import Store
@@ -438,7 +438,7 @@ class VolumeService:
                 since = previous.source_snap if previous else None
                 moved = apply_diff(src, dst, src.diff(since))
                 dst.create_snap(snap)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FerryError), zone.cluster.open(vspec) as image:
                 if _has_snap(image, snap):
                     image.remove_snap(snap)
@@ -447,6 +447,12 @@ class VolumeService:
                     target.cluster.remove(BACKUPS, base)
             self.backups.remove(backup_id)
             self.volumes.change(volume_id, status=volume.status)
+            if isinstance(exc, Forbidden):
+                raise Forbidden(
+                    f"{exc}. Backups go to the central site's backups pool: make them "
+                    f"through the API of {self.config.central or 'that site'}, whose client "
+                    "may write there"
+                ) from exc
             raise
         if previous is not None:  # the volume keeps one backup snapshot: the newest
             with contextlib.suppress(FerryError), zone.cluster.open(vspec) as image:
