@@ -19,9 +19,10 @@ a failure removes what it made and the row, and raises.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -164,7 +165,7 @@ class VolumeService:
         spec = ImageSpec(VOLUMES, volume_name(record.id))
         with self._undo_on_failure(zone, spec, record.id, self.volumes.remove):
             if image_id is not None:
-                source |= self._from_image(zone, spec, image_id, size * GiB, missing_image)
+                source |= self._from_image(zone, spec, image, size * GiB, missing_image)
             elif snapshot_id is not None:
                 parent = ImageSpec(VOLUMES, volume_name(snap.volume_id), f"snapshot-{snapshot_id}")
                 source |= self._clone(zone, parent, spec, size * GiB)
@@ -299,7 +300,7 @@ class VolumeService:
                     "Server and volumes are not in the same availability zone. "
                     f"Server is in: {zone.az}. Volumes are in: {volume.availability_zone}"
                 )
-            record = ServerRecord(**{**_fields(record), "volume_id": volume_id})
+            record = dataclasses.replace(record, volume_id=volume_id)
             self.servers.add(record)
             if volume.availability_zone != zone.az:
                 return self.servers.change(
@@ -322,10 +323,11 @@ class VolumeService:
                 raise
             return self.servers.change(record.id, status="ACTIVE")
         assert image_id is not None
+        image = self._usable_image(image_id)
         self.servers.add(record)
         spec = ImageSpec(VMS, disk_name(record.id))
         with self._undo_on_failure(zone, spec, record.id, self.servers.remove):
-            source = self._from_image(zone, spec, image_id, None, missing_image)
+            source = self._from_image(zone, spec, image, None, missing_image)
             return self.servers.change(record.id, status="ACTIVE", image_source=source)
 
     def set_power(self, server_id: str, *, on: bool) -> ServerRecord:
@@ -544,7 +546,7 @@ class VolumeService:
         self,
         zone: Zone,
         spec: ImageSpec,
-        image_id: str,
+        image: ImageRecord,
         size: int | None,
         missing_image: MissingImage | None,
     ) -> dict[str, Any]:
@@ -552,7 +554,7 @@ class VolumeService:
         copying it there if the policy says so, or a full streamed copy. Says what happened."""
         store = zone.store
         policy = missing_image or self.compute.missing_image
-        held = self.images.get(image_id).stores
+        image_id, held = image.id, image.stores
         report: dict[str, Any] = {"image_id": image_id, "store": store.id, "moved": 0}
         if store.id not in held:
             if policy == "refuse":
@@ -625,7 +627,7 @@ class VolumeService:
 
     @contextlib.contextmanager
     def _undo_on_failure(
-        self, zone: Zone, spec: ImageSpec, record_id: str, forget: Any
+        self, zone: Zone, spec: ImageSpec, record_id: str, forget: Callable[[str], None]
     ) -> Iterator[None]:
         """On any failure: remove the block image (and its clone snapshot) and the row."""
         try:
@@ -674,10 +676,6 @@ def image_metadata(image: ImageRecord) -> dict[str, str]:
 def _image_gib(image: ImageRecord) -> int:
     data = image.virtual_size or image.size or 0
     return max(-(-data // GiB), image.min_disk, 1)
-
-
-def _fields(record: ServerRecord) -> dict[str, Any]:
-    return {k: getattr(record, k) for k in record.__dataclass_fields__}
 
 
 def _not_now(volume: VolumeRecord, what: str) -> str:
