@@ -29,6 +29,7 @@ from ferry.block.auth import Client, client_name, validate_key, write_keyring
 from ferry.config import Config, parse
 from ferry.errors import InvalidRequest
 from ferry.images.imports import METHODS  # every ferry site offers them
+from ferry.permissions import make_dir
 from ferry.topology import FIRST_PORT
 
 T = TypeVar("T")
@@ -395,9 +396,8 @@ def ceph_files(config: Config, out: Path) -> list[Path]:
             path = out / site_name / f"{name}.conf"
             if written.setdefault(path, conf) != conf:
                 raise InvalidRequest(f"{where}: reached as two clients; one conf names one")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent, parents=True)
             path.write_text(conf)
-            keyring.unlink(missing_ok=True)  # a new file gets write_keyring's mode 0600
             write_keyring(keyring, [Client(ref.client, entry.key, dict(entry.caps))])
             written[keyring] = ""
     return list(written)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import os
 import re
 import secrets
 import struct
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferry.errors import Forbidden, InvalidRequest
+from ferry.permissions import write_private
 
 _KEY_HEADER = struct.Struct("<hiih")
 _SECRET_LEN = 16
@@ -198,6 +198,4 @@ def read_keyring(path: Path, name: str) -> str:
 
 def write_keyring(path: Path, clients: list[Client]) -> None:
     """Write a keyring readable by its owner only, as Ceph's tools do."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(format_keyring(clients))
+    write_private(path, format_keyring(clients))

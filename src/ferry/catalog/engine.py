@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
+from ferry.permissions import FILE_MODE, create_private, make_dir, tighten
+
 # How long an SQLite writer waits for the write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
 # Execution option naming the kind of transaction a connection is about to begin.
@@ -42,7 +44,7 @@ def create_engines(url: str) -> Engines:
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
         if not in_memory:
-            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+            _private_database(Path(str(parsed.database)))
         return _sqlite(url, in_memory=in_memory)
     engine = create_engine(url, pool_pre_ping=True)
     # Reads run in REPEATABLE READ so the few queries that load an image see one snapshot;
@@ -50,6 +52,15 @@ def create_engines(url: str) -> Engines:
     # and take the image's row lock first (every write path begins with an UPDATE of it).
     read = engine.execution_options(isolation_level="REPEATABLE READ")
     return Engines(base=engine, read=read, write=engine, serialized=False)
+
+
+def _private_database(path: Path) -> None:
+    """Make the database file 0600 before SQLite opens it: SQLite creates its -wal and -shm
+    files with the database's mode, and would create the database itself 0644."""
+    make_dir(path.parent, parents=True)
+    create_private(path)
+    for extra in ("-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + extra), FILE_MODE)
 
 
 def _wal(cursor: Any) -> None:

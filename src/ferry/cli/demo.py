@@ -22,6 +22,7 @@ from ferry.cli.progress import transfer_bar
 from ferry.cli.up import site_table
 from ferry.client import ImageClient
 from ferry.config import Config
+from ferry.permissions import make_dir, write_private
 
 console = Console(highlight=False)
 SITES = ("central", "dcn0", "dcn1")
@@ -36,7 +37,7 @@ def demo(
 ) -> None:
     """The DCN guide on three sites: images, copies, volumes, instances, snapshots, backups."""
     base = (workdir or Path(tempfile.mkdtemp(prefix="ferry-demo-"))).resolve()
-    base.mkdir(parents=True, exist_ok=True)
+    make_dir(base, parents=True)
     step = _Steps()
     started = time.monotonic()
 
@@ -50,7 +51,7 @@ def demo(
     from ferry.sites import Sites
 
     raw = topology.example(base, ports=[_free_port() for _ in SITES])
-    (base / "topology.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_private(base / "topology.yaml", yaml.safe_dump(raw, sort_keys=False))  # holds keys
     config = configuration.load(base / "topology.yaml")
     topology.provision(config)
     sites = Sites(config)

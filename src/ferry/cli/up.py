@@ -15,6 +15,7 @@ from rich.table import Table
 from ferry import config as configuration
 from ferry import topology
 from ferry.config import Config
+from ferry.permissions import make_dir, write_private
 
 out = Console(highlight=False)
 
@@ -36,9 +37,9 @@ def up(
     if topology_file is None:
         topology_file = data / "topology.yaml"
         if not topology_file.exists():
-            data.mkdir(parents=True, exist_ok=True)
+            make_dir(data, parents=True)
             raw = topology.example(data.resolve())
-            topology_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+            write_private(topology_file, yaml.safe_dump(raw, sort_keys=False))  # holds keys
             out.print(f"Wrote the built-in example topology to {topology_file}")
     config = configuration.load(topology_file)
     for line in topology.provision(config):

@@ -34,6 +34,7 @@ from ferry.errors import (
     InvalidRequest,
     NotFound,
 )
+from ferry.permissions import DIR_MODE, FILE_MODE, make_dir, tighten
 
 POOLS = ("images", "volumes", "vms", "backups")
 FORMAT = 1
@@ -57,14 +58,15 @@ class EmbeddedCluster(Closing):
         root = Path(root)
         if (root / "cluster.json").exists():
             raise AlreadyExists(f"{root} already holds a cluster")
-        root.mkdir(parents=True, exist_ok=True)
+        make_dir(root, parents=True)
+        root.chmod(DIR_MODE)  # also when it existed: it is the cluster's directory now
         disk = Disk(step)
         layout = Layout(root, disk)
         layout.chunks.create_dirs()
         layout.meta.create_dirs()
-        (root / "pools").mkdir()
+        make_dir(root / "pools")
         for pool in POOLS:
-            (root / "pools" / pool).mkdir()
+            make_dir(root / "pools" / pool)
         admin = Client("admin", generate_key(), dict(ADMIN_CAPS))
         keyring = root / f"{name}.client.admin.keyring"
         write_keyring(keyring, [admin])
@@ -93,6 +95,7 @@ class EmbeddedCluster(Closing):
             info = json.loads((root / "cluster.json").read_text())
         except FileNotFoundError as exc:
             raise NotFound(f"no embedded cluster at {root} (create one with 'init')") from exc
+        _tighten_modes(root)
         name = client_name(client)
         if key is None:
             keyring = keyring or root / f"{info['name']}.client.{name}.keyring"
@@ -131,7 +134,7 @@ class EmbeddedCluster(Closing):
         path = self.layout.pool_dir(pool)
         if path.exists():
             raise AlreadyExists(f"pool {pool!r} exists")
-        path.mkdir()
+        make_dir(path)
         self.layout.disk.fsync_dirs([path.parent])
 
     def list_images(self, pool: str) -> list[str]:
@@ -189,7 +192,7 @@ class EmbeddedCluster(Closing):
                 # The hint goes first: a crash before the header leaves a stale hint, never a
                 # child its parent does not know about.
                 marks = lay.children_dir(parent.pool, parent.name, snap.id)
-                marks.mkdir(parents=True, exist_ok=True)
+                make_dir(marks, parents=True)
                 lay.disk.write_new(marks / f"{child_pool}@{child_name}", b"")
                 lay.disk.fsync_dirs([marks, marks.parent])
                 link_view = View(
@@ -285,6 +288,14 @@ class EmbeddedCluster(Closing):
     def close(self) -> None:
         """Stop the chunk writer threads; nothing else is held between calls."""
         self.layout.close()
+
+
+def _tighten_modes(root: Path) -> None:
+    """Take others' access to what an older ferry left readable: the directory (which
+    guards everything in it), the clients' keys and the keyrings beside them."""
+    tighten(root, DIR_MODE)
+    for secret in (root / "auth.json", *root.glob("*.keyring")):
+        tighten(secret, FILE_MODE)
 
 
 def _read_auth(root: Path) -> dict[str, Client]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ferry.errors import BackendUnavailable, FerryError, Forbidden, IntegrityError, StorageFull
+from ferry.permissions import FILE_MODE
 
 TMP_MARK = ".tmp."
 _BLOCK = 4096
@@ -50,7 +51,7 @@ class Disk:
         """
         tmp = path.with_name(f"{path.name}{TMP_MARK}{secrets.token_hex(4)}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             try:
                 if sparse:
                     _write_sparse(fd, memoryview(data))

@@ -39,6 +39,7 @@ from ferry.block.embedded.header import (
 from ferry.block.embedded.store import ContentStore
 from ferry.block.zero import is_zero
 from ferry.errors import IntegrityError, InvalidRequest, NotFound
+from ferry.permissions import FILE_MODE, make_dir
 
 CLIPPED: Final = "clipped"  # object_ref: the object's data is cut by an overlap; no chunk as-is
 _SEGMENT_CACHE = 256
@@ -95,7 +96,7 @@ class Layout:
     def _flock(self, path: Path, mode: int) -> Iterator[None]:
         """Hold an flock; an OSError inside becomes ferry's error (the driver's boundary)."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             raise translate(exc, f"cluster {self.root}") from exc
         try:
@@ -116,7 +117,7 @@ class Layout:
     def image_lock(self, pool: str, name: str) -> AbstractContextManager[None]:
         """Serializes every change to one block image, across processes."""
         locks = self.pool_dir(pool) / ".locks"
-        locks.mkdir(exist_ok=True)
+        make_dir(locks)
         return self._flock(locks / name, fcntl.LOCK_EX)
 
     # --- headers -------------------------------------------------------------------------

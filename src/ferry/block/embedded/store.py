@@ -15,6 +15,7 @@ from pathlib import Path
 import blake3
 
 from ferry.block.embedded.disk import TMP_MARK, Disk
+from ferry.permissions import make_dir
 
 FANOUT = [f"{i:02x}" for i in range(256)]
 
@@ -32,9 +33,9 @@ class ContentStore:
         self.sparse = sparse
 
     def create_dirs(self) -> None:
-        self.root.mkdir()
+        make_dir(self.root)
         for sub in FANOUT:
-            (self.root / sub).mkdir()
+            make_dir(self.root / sub)
 
     def path(self, cid: str) -> Path:
         return self.root / cid[:2] / cid
