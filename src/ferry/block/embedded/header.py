@@ -13,9 +13,25 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ferry.errors import InvalidRequest
+
 OBJECTS_PER_SEGMENT = 1024
+# The header lists one segment per 1024 objects, so its size grows with the image's: past
+# 2^28 objects (1 PiB of 4 MiB objects, 2^18 segment entries) a create or resize is refused.
+MAX_OBJECTS = 1 << 28
 ZERO = "0"  # a segment entry meaning "all zeros here, do not read the parent"
 Segment = dict[int, str]
+
+
+def check_size(size: int, order: int) -> None:
+    """Refuse a negative size, or one whose header would list too many segments."""
+    if size < 0:
+        raise InvalidRequest("size must not be negative")
+    if size > MAX_OBJECTS << order:
+        raise InvalidRequest(
+            f"size {size} is larger than the most a block image of {1 << order}-byte objects "
+            f"may have ({MAX_OBJECTS << order} bytes)"
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferry.block.embedded.header import ZERO, Header, Lock, ParentLink, Snap, View
+from ferry.block.embedded.header import ZERO, Header, Lock, ParentLink, Snap, View, check_size
 from ferry.block.embedded.layout import CLIPPED, check_name
 from ferry.block.protocol import (
     ChildRef,
@@ -143,6 +143,7 @@ class EmbeddedImage(Closing):
             raise InvalidRequest("size must not be negative")
         with self._change() as c:
             view = c.header.head
+            check_size(size, view.order)
             osz = view.object_size
             parent = view.parent
             changes: dict[int, str | None] = {}
