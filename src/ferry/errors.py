@@ -10,8 +10,11 @@ CLI to exit codes in one table::
     ├── AlreadyExists        the name is taken
     ├── InUse                has snapshots, children or a protected snapshot
     ├── Conflict             the state forbids it now (e.g. unprotected snapshot as parent)
+    │   ├── Cancelled        the work stopped: what it worked on was deleted
+    │   └── ImportBusy       the image already has an unfinished import
     ├── InvalidRequest       malformed input
-    │   └── FormatMismatch   the data is not in the format the image claims
+    │   ├── FormatMismatch   the data is not in the format the image claims
+    │   └── TooLarge         over a configured limit (size cap, quota, body size)
     ├── Forbidden            the client's caps or key do not allow it (Ceph's EPERM)
     │   └── ReadOnlyStore    the store takes no new data
     ├── StorageFull          no space left on the cluster
@@ -42,6 +45,10 @@ class Conflict(FerryError):
     """The current state forbids the operation."""
 
 
+class ImportBusy(Conflict):
+    """The image already has an unfinished import task."""
+
+
 class InvalidRequest(FerryError):
     """The request is malformed."""
 
@@ -70,5 +77,13 @@ class FormatMismatch(InvalidRequest):
     """The data is not in the format the image claims."""
 
 
+class TooLarge(InvalidRequest):
+    """The request, or what it would store, is over a configured limit."""
+
+
 class ReadOnlyStore(Forbidden):
     """The store takes no new data."""
+
+
+class Cancelled(Conflict):
+    """The work stopped because what it worked on was deleted meanwhile."""

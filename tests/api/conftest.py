@@ -26,6 +26,7 @@ class Site:
     url: str
     config: Path
     clusters: dict[str, str]  # store id -> cluster target
+    pid: int = 0  # the server process
 
     def glance(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         """The real python-glanceclient CLI, as an operator runs it."""
@@ -53,8 +54,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_site(tmp: Path, clusters: dict[str, str], catalog: str | None = None) -> Iterator[Site]:
-    """Write a config with stores default_backend, http, dcn0, dcn1 and serve it."""
+def start_site(
+    tmp: Path,
+    clusters: dict[str, str],
+    catalog: str | None = None,
+    limits: dict[str, object] | None = None,
+) -> Iterator[Site]:
+    """Write a config with stores default_backend, http, dcn0, dcn1 (and ``limits``), serve it."""
     port = free_port()
     stores = []
     for store_id, target in clusters.items():
@@ -82,6 +88,7 @@ def start_site(tmp: Path, clusters: dict[str, str], catalog: str | None = None) 
                 "stores": stores,
                 # web-download tests fetch from a server on 127.0.0.1, and only from there
                 "imports": {"allow_hosts": ["127.0.0.1"], "staging": str(tmp / "staging")},
+                "limits": limits or {},
             }
         },
     }
@@ -104,7 +111,7 @@ def start_site(tmp: Path, clusters: dict[str, str], catalog: str | None = None) 
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ferry serve did not start:\n{(tmp / 'serve.log').read_text()}")
             time.sleep(0.1)
-        yield Site(url, path, clusters)
+        yield Site(url, path, clusters, proc.pid)
     finally:
         proc.terminate()
         try:

@@ -30,6 +30,7 @@ STATUS: dict[type[errors.FerryError], int] = {
     errors.InUse: 409,
     errors.Conflict: 409,
     errors.FormatMismatch: 415,
+    errors.TooLarge: 413,
     UnsupportedPatch: 415,
     RangeNotSatisfiable: 416,
     errors.InvalidRequest: 400,

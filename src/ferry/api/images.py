@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -12,8 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ferry.api import render
+from ferry.api.bodies import json_body, limits
 from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
-from ferry.errors import InvalidRequest
+from ferry.errors import InvalidRequest, TooLarge
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
 from ferry.images.transfer import read_range
 
@@ -28,19 +28,12 @@ def _svc(request: Request) -> ImageService:
     return svc
 
 
-async def json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body() or b"null")
-    except ValueError as exc:
-        raise InvalidRequest(f"Malformed JSON in request body: {exc}") from exc
-
-
 @router.post("/images", status_code=201)
 async def create(request: Request) -> JSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
-    record = await run_in_threadpool(_svc(request).create, body)
+    record = await run_in_threadpool(_svc(request).create, body, limits(request))
     site, stores = request.app.state.site, request.app.state.stores
     headers = {
         "Location": f"{site.url}/v2/images/{record.id}",
@@ -107,7 +100,7 @@ async def update(image_id: str, request: Request) -> dict[str, Any]:
     ops = await json_body(request)
     if not isinstance(ops, list):
         raise InvalidRequest("Request body must be a JSON array of operation objects.")
-    record = await run_in_threadpool(_svc(request).update, image_id, ops)
+    record = await run_in_threadpool(_svc(request).update, image_id, ops, limits(request))
     return render.image(record)
 
 
@@ -119,7 +112,7 @@ def delete(image_id: str, request: Request) -> Response:
 
 @router.put("/images/{image_id}/tags/{tag}")
 def add_tag(image_id: str, tag: str, request: Request) -> Response:
-    _svc(request).set_tag(image_id, tag, True)
+    _svc(request).set_tag(image_id, tag, True, limits(request))
     return empty()
 
 
@@ -146,15 +139,24 @@ def delete_from_store(store_id: str, image_id: str, request: Request) -> Respons
 # --- data --------------------------------------------------------------------------------
 @router.put("/images/{image_id}/file")
 async def upload(image_id: str, request: Request) -> Response:
-    """Stream the body into the store: object-aligned batches, no temporary file."""
+    """Stream the body into the store: object-aligned batches, no temporary file.
+
+    The size cap is checked against the declared size before anything is allocated, and
+    against the bytes as they arrive: a body longer than the cap or its declared size is cut.
+    """
+    cap = limits(request).image_size_cap
     size_header = request.headers.get("x-openstack-image-size")
     size = int_param(size_header, "x-openstack-image-size") if size_header else None
+    if size is not None and size > cap:
+        raise TooLarge(size_cap_message(cap))
     store_id = request.headers.get("x-image-meta-store")
     upload = await run_in_threadpool(_svc(request).start_upload, image_id, store_id, size)
     try:
         pending: list[bytes] = []
-        held = 0
+        held = received = 0
         async for chunk in request.stream():
+            received += len(chunk)
+            check_received(received, cap, size)
             pending.append(chunk)
             held += len(chunk)
             if held >= UPLOAD_BATCH:
@@ -204,6 +206,20 @@ def _range(header: str, size: int) -> tuple[int, int]:
     if start >= end:
         raise RangeNotSatisfiable(f"Requested range not satisfiable: {header} of {size} bytes")
     return start, end
+
+
+def size_cap_message(cap: int) -> str:
+    return f"Denying attempt to upload image larger than {cap} bytes."  # Glance's words
+
+
+def check_received(received: int, cap: int, declared: int | None) -> None:
+    """Cut a body off once it is longer than the size cap (413) or its declared size (400)."""
+    if received > cap:
+        raise TooLarge(size_cap_message(cap))
+    if declared is not None and received > declared:
+        raise InvalidRequest(
+            f"the image data is more than the {declared} bytes its size was given as"
+        )
 
 
 def int_param(text: str, what: str) -> int:

@@ -9,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ferry.api import render
+from ferry.api.bodies import json_body, limits
 from ferry.api.errors import empty
-from ferry.api.images import int_param, json_body
+from ferry.api.images import check_received, int_param
 from ferry.errors import InvalidRequest
 from ferry.images.imports import Imports
 
@@ -35,9 +36,13 @@ async def import_image(image_id: str, request: Request) -> Response:
 @router.put("/images/{image_id}/stage", status_code=204)
 async def stage(image_id: str, request: Request) -> Response:
     """glance-direct's first step: the body goes to the site's staging area."""
+    cap = limits(request).image_size_cap
     staging = await run_in_threadpool(_imports(request).start_stage, image_id)
     try:
+        received = 0
         async for chunk in request.stream():
+            received += len(chunk)
+            check_received(received, cap, None)
             if chunk:
                 await run_in_threadpool(staging.feed, chunk)
         await run_in_threadpool(staging.finish)
@@ -58,7 +63,7 @@ def image_tasks(image_id: str, request: Request) -> dict[str, Any]:
 @router.get("/tasks")
 def list_tasks(request: Request) -> dict[str, Any]:
     q = request.query_params
-    limit = int_param(q["limit"], "limit") if "limit" in q else 25
+    limit = min(int_param(q["limit"], "limit"), 1000) if "limit" in q else 25
     found = _imports(request).service.catalog.list_tasks(
         status=q.get("status"),
         type=q.get("type"),

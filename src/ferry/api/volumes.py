@@ -14,12 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ferry.api.bodies import JsonRoute, limits
 from ferry.api.errors import empty
 from ferry.catalog import BackupRecord, ServerRecord, SnapshotRecord, VolumeRecord
-from ferry.errors import InvalidRequest
+from ferry.errors import InvalidRequest, TooLarge
 from ferry.volumes.service import VMS, VOLUMES, VolumeService, disk_name, volume_name
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 MissingImage = Literal["copy", "stream", "refuse"]
 
 
@@ -94,12 +95,22 @@ def _svc(request: Request) -> VolumeService:
     return service
 
 
+def _gib(size: int | None, request: Request) -> int | None:
+    """A requested size within the site's max_volume_size_gib (Cinder's words and 413)."""
+    most = limits(request).max_volume_size_gib
+    if size is not None and size > most:
+        raise TooLarge(
+            f"Requested volume size {size}G is larger than maximum allowed limit {most}G."
+        )
+    return size
+
+
 # --- volumes --------------------------------------------------------------------------------
 @router.post("/v3/volumes", status_code=202, tags=["volumes"])
 def create_volume(body: VolumeRequest, request: Request) -> dict[str, Any]:
     v = body.volume
     record = _svc(request).create_volume(
-        size=v.size,
+        size=_gib(v.size, request),
         availability_zone=v.availability_zone,
         name=v.name,
         description=v.description,
@@ -198,7 +209,7 @@ def create_server(body: ServerRequest, request: Request) -> dict[str, Any]:
         availability_zone=s.availability_zone,
         image_id=s.imageRef,
         volume_id=s.volume_id,
-        boot_volume_size=s.boot_volume_size,
+        boot_volume_size=_gib(s.boot_volume_size, request),
         missing_image=s.missing_image,
     )
     return {"server": server_doc(record)}

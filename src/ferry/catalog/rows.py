@@ -25,7 +25,14 @@ from ferry.errors import InvalidRequest
 # Limits from Glance's schema, checked here so SQLite (which ignores VARCHAR lengths) and
 # PostgreSQL (which raises) answer alike.
 MAX_NAME = 255
-_INT_FIELDS = ("size", "virtual_size", "min_disk", "min_ram")
+MAX_PROPERTY_VALUE = 65535  # Glance's image_properties.value column (MySQL TEXT)
+# The columns' integer types: BIGINT for sizes, INTEGER for Glance's min_disk and min_ram.
+_INT_FIELDS = {
+    "size": (1 << 63) - 1,
+    "virtual_size": (1 << 63) - 1,
+    "min_disk": (1 << 31) - 1,
+    "min_ram": (1 << 31) - 1,
+}
 _BOOL_FIELDS = ("protected", "os_hidden")
 _TEXT_LIMITS = {
     "name": MAX_NAME,
@@ -61,14 +68,26 @@ def _check_image_field(key: str, value: object) -> None:
             raise InvalidRequest(f"Attribute '{key}' must be a boolean, not {value!r}")
     elif key in _INT_FIELDS:
         nullable = key in ("size", "virtual_size")
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        most = _INT_FIELDS[key]
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
         if not (ok or (nullable and value is None)):
-            raise InvalidRequest(f"Attribute '{key}' must be a non-negative integer")
-    elif key in _TEXT_LIMITS and value is not None:  # noqa: SIM102 - one check per branch
+            raise InvalidRequest(f"Attribute '{key}' must be an integer from 0 to {most}")
+    elif key in _TEXT_LIMITS and value is not None:
         if not isinstance(value, str) or len(value) > _TEXT_LIMITS[key]:
             raise InvalidRequest(
                 f"Attribute '{key}' must be a string of at most {_TEXT_LIMITS[key]} characters"
             )
+        text(value, f"Attribute '{key}'")
+
+
+def text(value: str, what: str) -> None:
+    """Refuse what no column (nor PostgreSQL's TEXT) can hold: NUL and unpaired surrogates."""
+    if "\x00" in value:
+        raise InvalidRequest(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{what} must be valid Unicode (no lone surrogates)") from exc
 
 
 def properties(values: Mapping[str, str]) -> dict[str, str]:
@@ -77,6 +96,11 @@ def properties(values: Mapping[str, str]) -> dict[str, str]:
         check_property_name(name)
         if not isinstance(value, str):
             raise InvalidRequest(f"Property '{name}' must be a string, not {value!r}")
+        if len(value) > MAX_PROPERTY_VALUE:
+            raise InvalidRequest(
+                f"Property '{name}' must be at most {MAX_PROPERTY_VALUE} characters long"
+            )
+        text(value, f"Property '{name}'")
     return dict(values)
 
 
@@ -86,6 +110,7 @@ def check_property_name(name: str) -> None:
         raise InvalidRequest(f"Attribute '{name}' is reserved.")
     if not name or len(name) > MAX_NAME:
         raise InvalidRequest(f"Property names must be 1 to {MAX_NAME} characters")
+    text(name, "Property names")
 
 
 def tags(values: Iterable[str]) -> set[str]:
@@ -94,6 +119,7 @@ def tags(values: Iterable[str]) -> set[str]:
     for tag in result:
         if not isinstance(tag, str) or not tag or len(tag) > MAX_NAME:
             raise InvalidRequest(f"Invalid tag {tag!r}: 1 to {MAX_NAME} characters")
+        text(tag, "Tags")
     return result
 
 

@@ -13,16 +13,19 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 
+from ferry import failpoints
 from ferry.catalog import Catalog, ImageRecord
+from ferry.config import LimitsConfig
 from ferry.errors import (
     AlreadyExists,
     Conflict,
@@ -33,6 +36,7 @@ from ferry.errors import (
     NoData,
     NotFound,
     ReadOnlyStore,
+    TooLarge,
 )
 from ferry.images.formats import check_declared
 from ferry.images.stores import Store, Stores
@@ -55,6 +59,10 @@ RESERVED = frozenset({"location", "deleted", "deleted_at"})
 RESERVED_PREFIX = "os_glance"
 PATCH_TYPES = ("application/openstack-images-v2.1-json-patch",
                "application/openstack-images-v2.0-json-patch")  # fmt: skip
+# Glance refuses these location schemes outright (LP #942118, #1334196): they name the API
+# node's own files.
+RESTRICTED_SCHEMES = frozenset({"file", "filesystem", "swift+config"})
+DEFAULT_LIMITS = LimitsConfig.model_validate({})
 
 
 @cache
@@ -71,6 +79,19 @@ def validate(document: Mapping[str, Any]) -> None:
         jsonschema.Draft4Validator(schema("image")).validate(dict(document))
     except jsonschema.ValidationError as exc:
         raise InvalidRequest(f"Provided object does not match schema 'image': {exc}") from exc
+
+
+def check_quotas(properties: Collection[str], tags: Collection[str], limits: LimitsConfig) -> None:
+    """Glance's image_property_quota and image_tag_quota, with its words and its 413."""
+    for what, count, most in (
+        ("properties", len(properties), limits.image_property_quota),
+        ("tags", len(tags), limits.image_tag_quota),
+    ):
+        if count > most:
+            raise TooLarge(
+                f"The limit has been exceeded on the number of allowed image {what}. "
+                f"Attempted: {count}, Maximum: {most}"
+            )
 
 
 def _check_writable(name: str) -> None:
@@ -97,13 +118,16 @@ class ImageService:
         self.owner = owner
 
     # --- records ---------------------------------------------------------------------------
-    def create(self, body: Mapping[str, Any]) -> ImageRecord:
+    def create(self, body: Mapping[str, Any], limits: LimitsConfig = DEFAULT_LIMITS) -> ImageRecord:
         body = {k: v for k, v in body.items() if k not in COMPUTED}
         for key in body.keys() - {"id"}:
             _check_writable(key)
         validate(body)
+        if "locations" in body:
+            _refuse_locations(body["locations"])
         core = {k: v for k, v in body.items() if k in CORE}
         extra = {k: v for k, v in body.items() if k not in CORE}
+        check_quotas(extra, set(core.get("tags", ())), limits)
         now = datetime.now(UTC).replace(microsecond=0)
         record = ImageRecord(
             id=str(body.get("id") or uuid.uuid4()),
@@ -141,7 +165,9 @@ class ImageService:
             filters=query.filters, sort=query.sort, marker=query.marker, limit=query.limit
         )
 
-    def update(self, image_id: str, ops: Sequence[Mapping[str, Any]]) -> ImageRecord:
+    def update(
+        self, image_id: str, ops: Sequence[Mapping[str, Any]], limits: LimitsConfig = DEFAULT_LIMITS
+    ) -> ImageRecord:
         """Apply a JSON patch (Glance's v2.1 media type) with Glance's rules."""
         record = self.get(image_id)
         doc = _document(record)
@@ -150,6 +176,7 @@ class ImageService:
         validate({k: v for k, v in doc.items() if k not in READ_ONLY})
         fields = {k: doc[k] for k in CORE - READ_ONLY - {"tags", "locations"} if k in doc}
         extra = {k: v for k, v in doc.items() if k not in CORE}
+        check_quotas(extra, set(doc.get("tags", [])), limits)
         removed = set(record.properties) - set(extra)
         return self.catalog.update_image(
             image_id,
@@ -172,13 +199,24 @@ class ImageService:
                 f"Image {image_id} could not be deleted because it is in use: The image cannot "
                 "be deleted because it is in use through the backend store outside of Glance."
             )
-        self.catalog.delete_image(image_id)
+        self.catalog.delete_image(image_id)  # durable: the record says which data to remove
+        failpoints.reach("image.delete.marked")
         for store in stores:
-            self._drop_data(store, image_id)
+            if self._drop_data(store, image_id):
+                failpoints.reach("image.delete.store")
+                self.catalog.forget_location(image_id, store.id)
+        # What is left (a store that failed, or one this site does not reach) is the
+        # reconciler's to finish, here or at a site that reaches it.
+        self.catalog.owners.release("images", image_id)
 
-    def set_tag(self, image_id: str, tag: str, present: bool) -> ImageRecord:
+    def set_tag(
+        self, image_id: str, tag: str, present: bool, limits: LimitsConfig = DEFAULT_LIMITS
+    ) -> ImageRecord:
         """Add or remove one tag, without losing a tag another request adds meanwhile."""
         if present:
+            tags = self.get(image_id).tags
+            if tag not in tags:
+                check_quotas((), (*tags, tag), limits)
             return self.catalog.update_image(image_id, add_tags=[tag])
         if tag not in self.get(image_id).tags:
             raise NotFound(f"Tag {tag} not found in image {image_id}.")
@@ -216,7 +254,11 @@ class ImageService:
             image_id, expect_status=("queued",), fields={"status": "saving"}
         )
         try:
-            writer = ImageWriter(store, image_id, size)
+            try:
+                writer = ImageWriter(store, image_id, size)
+            except AlreadyExists:  # a cut-off upload's data the reconciler has not removed
+                store.delete(image_id)
+                writer = ImageWriter(store, image_id, size)
         except BaseException:
             self._back_to_queued(image_id)
             raise
@@ -258,13 +300,16 @@ class ImageService:
         self.catalog.remove_location(image_id, store_id)
         self._drop_data(store, image_id)
 
-    def _drop_data(self, store: Store, image_id: str) -> None:
+    def _drop_data(self, store: Store, image_id: str) -> bool:
+        """Remove the image's data from a store; False (and a warning) if it could not."""
         try:
             store.delete(image_id)
         except NotFound:
             pass
-        except FerryError as exc:  # the record is gone; the data is garbage to collect
+        except FerryError as exc:  # the reconciler tries again (its location says where)
             log.warning("could not delete %s from store %s: %s", image_id, store.id, exc)
+            return False
+        return True
 
     def _back_to_queued(self, image_id: str) -> None:
         with contextlib.suppress(FerryError):  # deleted meanwhile: nothing to restore
@@ -285,6 +330,7 @@ class Upload:
         self._size = size
 
     def feed(self, batch: bytes | memoryview) -> None:
+        failpoints.reach("upload.batch")
         found = self._writer.peek(batch)
         if found is not None:
             self._check_format()
@@ -300,6 +346,7 @@ class Upload:
         self._check_format()
         store = self._writer.store
         image_id = self.record.id
+        failpoints.reach("upload.written")
         try:
             return self._service.catalog.add_location(
                 image_id,
@@ -332,6 +379,8 @@ def _document(record: ImageRecord) -> dict[str, Any]:
 
 def _apply(doc: dict[str, Any], op: Mapping[str, Any]) -> None:
     """One JSON-patch operation on an image document, with Glance's attribute rules."""
+    if not isinstance(op, Mapping):
+        raise InvalidRequest("Operations must be JSON objects.")  # Glance's words
     kind, path = op.get("op"), op.get("path")
     if kind not in ("add", "replace", "remove") or not isinstance(path, str):
         raise InvalidRequest(f"Unable to find '{kind}' or a valid path in the patch operation")
@@ -352,4 +401,25 @@ def _apply(doc: dict[str, Any], op: Mapping[str, Any]) -> None:
         raise InvalidRequest(f"Operation objects must contain 'value' for '{kind}'")
     if kind == "replace" and name not in doc:
         raise Conflict(f"Property {name} does not exist.")
+    if name == "locations":
+        _refuse_locations(op["value"])
+        return
     doc[name] = op["value"]
+
+
+def _refuse_locations(value: object) -> None:
+    """ferry's stores get data by upload or import only; no client-given location is taken.
+
+    A location naming the API node's files gets Glance's own answer (400 "Invalid location");
+    any other gets 403. An empty list changes nothing and is accepted, as before.
+    """
+    if value == []:
+        return
+    found = value if isinstance(value, list) else [value]
+    urls = [loc.get("url") if isinstance(loc, Mapping) else None for loc in found]
+    if any(not isinstance(u, str) or urlsplit(u).scheme in RESTRICTED_SCHEMES for u in urls):
+        raise InvalidRequest("Invalid location")
+    raise Forbidden(
+        "It's not allowed to add locations: ferry's stores take image data by upload or "
+        "import only."
+    )
