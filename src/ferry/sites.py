@@ -12,6 +12,7 @@ from collections.abc import Generator
 import uvicorn
 
 from ferry.api.app import create_app
+from ferry.api.server import uvicorn_config
 from ferry.config import Config
 from ferry.errors import BackendUnavailable, InvalidRequest
 
@@ -37,13 +38,8 @@ class Sites:
         """Listen on every site's address, then serve; raise if a site cannot start."""
         for name in self.names:
             site = self.config.site(name)
-            self._sockets[name] = _listen(name, site.host, site.port)
-            server_config = uvicorn.Config(
-                create_app(self.config, name),
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
+            self._sockets[name] = _listen(name, site.host, site.port, site.limits.backlog)
+            server_config = uvicorn_config(create_app(self.config, name), site.limits)
             self._servers[name] = _Server(server_config)
         self._thread = threading.Thread(target=self._run, name="ferry-sites", daemon=True)
         self._thread.start()
@@ -84,7 +80,7 @@ class Sites:
             sock.close()
 
 
-def _listen(site: str, host: str, port: int) -> socket.socket:
+def _listen(site: str, host: str, port: int, backlog: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,6 +92,6 @@ def _listen(site: str, host: str, port: int) -> socket.socket:
             f"site {site}: cannot listen on {host}:{port}: {exc.strerror}"
             + (" (is another 'ferry up' running?)" if exc.errno == 98 else "")
         ) from exc
-    sock.listen(128)
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock

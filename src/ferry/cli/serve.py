@@ -21,15 +21,12 @@ def serve(
     import uvicorn
 
     from ferry.api.app import create_app
+    from ferry.api.server import uvicorn_config
 
     cfg = configuration.load(config)
     site_cfg = cfg.site(site)
     host, _, port = (listen or site_cfg.listen).rpartition(":")
-    uvicorn.run(
-        create_app(cfg, site),
-        host=host or "127.0.0.1",
-        port=int(port),
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    app = create_app(cfg, site)
+    uvicorn.Server(
+        uvicorn_config(app, site_cfg.limits, host=host or "127.0.0.1", port=int(port))
+    ).run()
