@@ -9,18 +9,20 @@ proves the ordering and the single commit point, not the disk's flush behaviour.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import multiprocessing
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ferry.block import ImageSpec, ops
-from ferry.block.embedded import EmbeddedCluster
+from ferry.block.embedded import EmbeddedCluster, disk
 from ferry.block.embedded.disk import Step
 from ferry.errors import StorageFull
 
@@ -256,10 +258,10 @@ def test_two_processes_writing_one_image_do_not_corrupt_it(tmp_path: Path) -> No
 # --- a full disk ----------------------------------------------------------------------------
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A real 24 MiB filesystem (tmpfs), so writes fail with ENOSPC as on a full disk."""
+    """A real 64 MiB filesystem (tmpfs), so writes fail with ENOSPC as on a full disk."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
                           capture_output=True, text=True)  # fmt: skip
     if proc.returncode:
         pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
@@ -269,22 +271,155 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mnt)], check=True)
 
 
-def test_a_full_disk_is_a_clear_error_and_loses_nothing(tiny_fs: Path, tmp_path: Path) -> None:
-    EmbeddedCluster.init(tiny_fs / "c", "edge")
-    cluster = EmbeddedCluster.connect(tiny_fs / "c")
-    keep = ImageSpec("images", "keep")
-    cluster.create(keep.pool, keep.name, 8 * MiB)
-    with cluster.open(keep) as image:
+def files(root: Path) -> set[Path]:
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+def used(mnt: Path) -> int:
+    st = os.statvfs(mnt)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def edge_with(root: Path, spec: ImageSpec, size: int) -> EmbeddedCluster:
+    """A new cluster holding ``spec``, its first object filled with 0x5a."""
+    EmbeddedCluster.init(root, "edge")
+    cluster = EmbeddedCluster.connect(root)
+    cluster.create(spec.pool, spec.name, size)
+    with cluster.open(spec) as image:
         image.write(0, b"\x5a" * OBJ)
+    return cluster
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_the_cluster_as_it_was(
+    tiny_fs: Path, tmp_path: Path
+) -> None:
+    root, keep = tiny_fs / "c", ImageSpec("images", "keep")
+    cluster = edge_with(root, keep, 8 * MiB)
+    before, used_before = files(root), used(tiny_fs)
     big = tmp_path / "big.raw"
-    big.write_bytes(os.urandom(48 * MiB))  # twice what the disk holds
+    big.write_bytes(os.urandom(96 * MiB))  # half again what the disk holds
     with pytest.raises(StorageFull, match="no space left"):
         ops.import_file(cluster, big, ImageSpec("images", "big"))
-    assert cluster.list_images("images") == ["keep"]  # the failed import was removed
+    assert files(root) == before  # no chunk, segment, header or lock file left
+    assert abs(used(tiny_fs) - used_before) < MiB
+    report = cluster.check()
+    assert report.ok and report.notes == []
     with cluster.open(keep) as image:
         assert image.read(0, OBJ) == b"\x5a" * OBJ
-    assert cluster.check().ok
-    cluster.gc()  # frees the orphaned chunks: the disk is usable again
-    cluster.create("images", "after", MiB)
+    # the space is usable at once, with no gc: a 16 MiB import and a copy fit
+    small = tmp_path / "small.raw"
+    small.write_bytes(os.urandom(16 * MiB))
+    ops.import_file(cluster, small, ImageSpec("images", "after"))
     with cluster.open(ImageSpec("images", "after")) as image:
-        image.write(0, b"ok")
+        ops.copy_image(image, cluster, "volumes", "copy")
+    assert cluster.check().ok
+
+
+def test_a_too_large_write_leaves_the_image_and_the_disk_as_they_were(tiny_fs: Path) -> None:
+    root, spec = tiny_fs / "c", ImageSpec("images", "disk")
+    cluster = edge_with(root, spec, 96 * MiB)
+    with cluster.open(spec) as image:
+        before, used_before = files(root), used(tiny_fs)
+        with pytest.raises(StorageFull):
+            image.write(0, os.urandom(96 * MiB))  # one call: all its chunks, one commit
+        assert files(root) == before
+        assert abs(used(tiny_fs) - used_before) < MiB
+        assert image.read(0, OBJ + 1) == b"\x5a" * OBJ + b"\0"
+        image.write(OBJ, b"\x22" * OBJ)
+    assert cluster.check().ok
+
+
+# --- what a failed or aborted write leaves ---------------------------------------------------
+def test_an_aborted_upload_leaves_no_chunk_that_was_not_there(root: Path) -> None:
+    cluster = EmbeddedCluster.connect(root)
+    before = files(root)
+    cluster.create("images", "upload", 16 * MiB)
+    with cluster.open(ImageSpec("images", "upload")) as image:
+        image.write(0, b"\x11" * OBJ)  # the same data as base's first object: shared
+        image.write(OBJ, b"\x77" * OBJ)
+        image.write(3 * OBJ, b"\x78" * 100)
+    cluster.remove("images", "upload")  # what an aborted upload does
+    # Only the segments that each committed write replaced are left, for gc, as after any
+    # overwrite: a few bytes per write, not data.
+    assert {f for f in files(root) if f.parts[0] != "meta"} == {
+        f for f in before if f.parts[0] != "meta"
+    }
+    report = cluster.check()
+    assert report.ok and all("segment(s) unreferenced" in n for n in report.notes)
+    assert _read_all(cluster, ("images", "base"))[:OBJ] == b"\x11" * OBJ
+
+
+class _FailingOs:
+    """``os`` for disk.py, where write, pwrite, ftruncate and fsync fail with ENOSPC at the
+    ``fail_at``-th call (counted over all four, from every chunk writer thread)."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at = fail_at
+        self.calls = 0
+        self.failed: str | None = None
+        self._lock = threading.Lock()
+        for name in ("write", "pwrite", "ftruncate", "fsync"):
+            setattr(self, name, self._failing(name, getattr(os, name)))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def _failing(self, name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def call(fd: int, *args: object) -> object:
+            with self._lock:
+                self.calls += 1
+                fail = self.calls == self.fail_at
+            if fail:
+                self.failed = f"{name} {os.readlink(f'/proc/self/fd/{fd}')}"
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, *args)
+
+        return call
+
+
+def test_enospc_at_any_write_or_fsync_leaves_the_previous_header(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = ImageSpec("images", "base")
+    cluster = EmbeddedCluster.connect(root)
+    old, before = _read_all(cluster, ("images", "base")), files(root)
+    data = os.urandom(3 * OBJ)
+    for n in itertools.count(1):
+        fake = _FailingOs(n)
+        monkeypatch.setattr(disk, "os", fake)
+        try:
+            with cluster.open(spec) as image:
+                image.write(OBJ // 2, data)  # partial objects, new chunks, a new segment
+        except StorageFull:
+            pass
+        finally:
+            monkeypatch.undo()
+        assert cluster.check().ok, fake.failed
+        if fake.failed is None:
+            break  # the write went through: every step before it was tried
+        pool_dir = str(root / "pools" / "images")
+        if fake.failed == f"fsync {pool_dir}":  # after the rename: the write happened
+            assert _read_all(cluster, ("images", "base"))[OBJ // 2 :][: len(data)] == data
+            return
+        assert _read_all(cluster, ("images", "base")) == old, fake.failed
+        assert files(root) == before, fake.failed
+    raise AssertionError("the write never reached its commit's directory fsync")
+
+
+def test_a_failed_write_never_deletes_a_chunk_another_image_committed(root: Path) -> None:
+    shared = b"\x99" * OBJ
+
+    def other_writer_commits_first(label: str) -> None:
+        if label == "rename images/base.json":  # the failing write's commit point
+            with EmbeddedCluster.connect(root) as other, other.open(ImageSpec("vms", "disk")) as d:
+                d.write(0, shared)  # finds the failing write's new chunk and uses it
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    cluster = EmbeddedCluster.connect(root)
+    notes = cluster.check().notes  # the segment base's first write replaced
+    failing = EmbeddedCluster.connect(root, step=other_writer_commits_first)
+    with pytest.raises(StorageFull), failing.open(ImageSpec("images", "base")) as image:
+        image.write(0, shared + b"\x98" * OBJ)
+    report = cluster.check()
+    assert report.ok and report.notes == notes  # the \x98 chunk went, the \x99 one stayed
+    assert _read_all(cluster, ("vms", "disk"))[:OBJ] == shared

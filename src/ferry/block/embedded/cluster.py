@@ -29,6 +29,7 @@ from ferry.block.protocol import DEFAULT_ORDER, ChildRef, Closing, ImageSpec
 from ferry.errors import (
     AlreadyExists,
     Conflict,
+    FerryError,
     Forbidden,
     InUse,
     InvalidRequest,
@@ -152,10 +153,17 @@ class EmbeddedCluster(Closing):
         self._create_header(pool, name, header)
 
     def _create_header(self, pool: str, name: str, header: Header) -> None:
-        with self.layout.shared(), self.layout.image_lock(pool, name):
-            if self.layout.exists(pool, name):
-                raise AlreadyExists(f"block image {pool}/{name} already exists")
-            self.layout.commit(pool, name, header)
+        try:
+            with self.layout.shared(), self.layout.image_lock(pool, name):
+                if self.layout.exists(pool, name):
+                    raise AlreadyExists(f"block image {pool}/{name} already exists")
+                self.layout.commit(pool, name, header)
+        except AlreadyExists:
+            raise
+        except FerryError:  # a full disk, say: the image's lock file is all it left
+            with contextlib.suppress(FerryError):
+                maintenance.release(self.layout, image=(pool, name))
+            raise
 
     def remove(self, pool: str, name: str) -> None:
         self.require(pool, write=True)
@@ -169,6 +177,10 @@ class EmbeddedCluster(Closing):
             self.layout.disk.remove(self.layout.header_path(pool, name))  # the commit point
             for parent in header.parent_snaps():
                 self.forget_child(*parent, ImageSpec(pool, name))
+        # As ``rbd rm`` deletes the image's objects: free its chunks that no other image
+        # uses (an aborted upload or copy must give its space back). If this fails, gc will.
+        with contextlib.suppress(FerryError):
+            maintenance.release(self.layout, removed=header.views(), image=(pool, name))
 
     def clone(self, parent: ImageSpec, child_pool: str, child_name: str) -> None:
         """Clone a protected snapshot: a header with a parent link, constant time."""

@@ -8,17 +8,19 @@ reference is immutable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferry.block.embedded import maintenance
 from ferry.block.embedded.header import ZERO, Header, Lock, ParentLink, Snap, View, check_size
 from ferry.block.embedded.layout import CLIPPED, check_name
+from ferry.block.embedded.store import Pending
 from ferry.block.protocol import (
     ChildRef,
     Closing,
@@ -29,7 +31,7 @@ from ferry.block.protocol import (
     ParentInfo,
     SnapInfo,
 )
-from ferry.errors import AlreadyExists, Conflict, InUse, InvalidRequest, NotFound
+from ferry.errors import AlreadyExists, Conflict, FerryError, InUse, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from ferry.block.embedded.cluster import EmbeddedCluster
@@ -73,16 +75,26 @@ class EmbeddedImage(Closing):
 
     @contextmanager
     def _change(self) -> Iterator[_Change]:
-        """Lock, read the header fresh, let the caller build a new one, commit it once."""
+        """Lock, read the header fresh, let the caller build a new one, commit it once.
+
+        If it fails (a full disk, say), the chunks and segments it made and no header uses
+        are removed again, once the locks are released: the cluster is as it was.
+        """
         self._writable()
         pool, name = self._spec.pool, self._spec.name
-        with self._layout.shared(), self._layout.image_lock(pool, name):
-            c = _Change(self._header())
-            yield c
-            if c.header is not c.before:
-                self._layout.commit(pool, name, c.header, c.dirty)
-                for parent in c.before.parent_snaps() - c.header.parent_snaps():
-                    self._cluster.forget_child(*parent, self._spec)
+        pending = Pending()
+        try:
+            with self._layout.shared(), self._layout.image_lock(pool, name):
+                c = _Change(self._header(), pending)
+                yield c
+                if c.header is not c.before:
+                    self._layout.commit(pool, name, c.header, pending.dirs)
+                    for parent in c.before.parent_snaps() - c.header.parent_snaps():
+                        self._cluster.forget_child(*parent, self._spec)
+        except BaseException:
+            with contextlib.suppress(FerryError):  # left for gc; the first error is the news
+                maintenance.release(self._layout, pending.created)
+            raise
 
     # --- I/O -------------------------------------------------------------------------------
     def stat(self) -> ImageStat:
@@ -132,9 +144,9 @@ class EmbeddedImage(Closing):
                     merged[lo - start : hi - start] = piece
                     obj = bytes(merged)
                 objects[idx] = obj
-            changes = self._layout.new_entries(view, objects, c.dirty)
+            changes = self._layout.new_entries(view, objects, c.pending)
             c.header = c.header.with_head(
-                segments=self._layout.update_segments(view, changes, c.dirty)
+                segments=self._layout.update_segments(view, changes, c.pending)
             )
         return len(data)
 
@@ -153,14 +165,14 @@ class EmbeddedImage(Closing):
                 if size % osz and self._layout.entry(view, size // osz) is not None:
                     idx = size // osz  # zero the cut object's tail, so growing reads zeros
                     obj = self._layout.read_object(view, idx)[: size - idx * osz]
-                    changes[idx] = self._layout.new_entry(view, idx, obj, c.dirty)
+                    changes[idx] = self._layout.new_entry(view, idx, obj, c.pending)
                 if parent is not None:
                     parent = replace(parent, overlap=min(parent.overlap, size))
             shrunk = replace(view, size=size, parent=parent)
             c.header = c.header.with_head(
                 size=size,
                 parent=parent,
-                segments=self._layout.update_segments(shrunk, changes, c.dirty),
+                segments=self._layout.update_segments(shrunk, changes, c.pending),
             )
 
     # --- snapshots -------------------------------------------------------------------------
@@ -229,11 +241,11 @@ class EmbeddedImage(Closing):
                 ref = self._layout.object_ref(view, idx)
                 if ref == CLIPPED:  # only the object cut by the overlap moves data
                     obj = self._layout.read_object(view, idx)[: view.size - idx * view.object_size]
-                    ref = self._layout.new_entry(replace(view, parent=None), idx, obj, c.dirty)
+                    ref = self._layout.new_entry(replace(view, parent=None), idx, obj, c.pending)
                 changes[idx] = ref
             flat = replace(view, parent=None)
             c.header = c.header.with_head(
-                parent=None, segments=self._layout.update_segments(flat, changes, c.dirty)
+                parent=None, segments=self._layout.update_segments(flat, changes, c.pending)
             )
 
     # --- diff ------------------------------------------------------------------------------
@@ -291,9 +303,9 @@ class EmbeddedImage(Closing):
 class _Change:
     """One change to a block image: the header read under the lock, and what to commit."""
 
-    def __init__(self, header: Header) -> None:
+    def __init__(self, header: Header, pending: Pending) -> None:
         self.before = self.header = header
-        self.dirty: set[Path] = set()
+        self.pending = pending
         self.now = time.time()
 
 

@@ -5,7 +5,7 @@
     DIR/cluster.json                 name, fsid, format
     DIR/auth.json                    clients: key and caps
     DIR/NAME.client.admin.keyring    the admin's keyring, as Ceph writes it
-    DIR/gc.lock                      shared by every operation, exclusive for gc
+    DIR/gc.lock                      shared by every operation, exclusive for gc and release
     DIR/chunks/ab/<blake3>           object data (trailing zeros stripped, sparse)
     DIR/meta/ab/<blake3>             manifest segments
     DIR/pools/POOL/NAME.json         a block image's header: its one commit point
@@ -20,7 +20,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
@@ -36,7 +36,7 @@ from ferry.block.embedded.header import (
     decode_segment,
     encode_segment,
 )
-from ferry.block.embedded.store import ContentStore
+from ferry.block.embedded.store import ContentStore, Pending
 from ferry.block.zero import is_zero
 from ferry.errors import IntegrityError, InvalidRequest, NotFound
 from ferry.permissions import FILE_MODE, make_dir
@@ -167,7 +167,7 @@ class Layout:
             yield from self.segment(sid).items()
 
     def update_segments(
-        self, view: View, changes: dict[int, str | None], dirty: set[Path]
+        self, view: View, changes: dict[int, str | None], pending: Pending
     ) -> tuple[str | None, ...]:
         """Apply ``changes`` (None removes an entry) and store the changed segments."""
         segments = list(view.segments)
@@ -183,7 +183,7 @@ class Layout:
                     seg.pop(idx, None)
                 else:
                     seg[idx] = value
-            segments[k] = self.meta.put(encode_segment(seg), dirty) if seg else None
+            segments[k] = self.meta.put(encode_segment(seg), pending) if seg else None
         return tuple(segments)
 
     # --- parents ---------------------------------------------------------------------------
@@ -264,18 +264,20 @@ class Layout:
         return found
 
     def new_entries(
-        self, view: View, objects: dict[int, bytes], dirty: set[Path]
+        self, view: View, objects: dict[int, bytes], pending: Pending
     ) -> dict[int, str | None]:
         """``new_entry`` for many objects, stored in parallel: hashing and file writes
         release the GIL, so one write call keeps both cores and the disk busy."""
         if len(objects) == 1:
             ((idx, data),) = objects.items()
-            return {idx: self.new_entry(view, idx, data, dirty)}
+            return {idx: self.new_entry(view, idx, data, pending)}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="ferry-chunk")
         futures = {
-            i: self._pool.submit(self.new_entry, view, i, d, dirty) for i, d in objects.items()
+            i: self._pool.submit(self.new_entry, view, i, d, pending) for i, d in objects.items()
         }
+        # Wait for every writer, even after one failed, so ``pending`` lists all they made.
+        wait(futures.values())
         return {i: f.result() for i, f in futures.items()}
 
     def close(self) -> None:
@@ -283,12 +285,12 @@ class Layout:
             self._pool.shutdown()
             self._pool = None
 
-    def new_entry(self, view: View, idx: int, data: bytes, dirty: set[Path]) -> str | None:
+    def new_entry(self, view: View, idx: int, data: bytes, pending: Pending) -> str | None:
         """Store one object's new content; the segment entry to record for it."""
         if is_zero(data):
             shadow = view.parent is not None and idx * view.object_size < view.parent.overlap
             return ZERO if shadow else None
-        return self.chunks.put(data.rstrip(b"\0"), dirty)
+        return self.chunks.put(data.rstrip(b"\0"), pending)
 
 
 def read_json(path: Path) -> dict[str, object]:

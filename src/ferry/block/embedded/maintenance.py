@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferry.block.embedded.disk import TMP_MARK
-from ferry.block.embedded.header import OBJECTS_PER_SEGMENT, ZERO, Header, decode_segment
+from ferry.block.embedded.header import OBJECTS_PER_SEGMENT, ZERO, Header, View, decode_segment
 from ferry.block.embedded.layout import Layout
 from ferry.block.embedded.store import ContentStore, digest
 from ferry.errors import FerryError
@@ -90,6 +91,69 @@ def gc(layout: Layout) -> GcReport:
             path.unlink(missing_ok=True)
         report.other = len(stale)
     return report
+
+
+def release(
+    layout: Layout,
+    created: Iterable[Path] = (),
+    removed: Iterable[View] = (),
+    image: tuple[str, str] | None = None,
+) -> None:
+    """Delete what a failed or removing operation leaves behind, and nothing any header uses.
+
+    ``created`` are chunk and segment files a failed operation made; ``removed`` the views
+    of a block image just removed, whose segments and chunks are candidates too; ``image``
+    names a block image whose lock file goes if it does not exist. Chunks are shared (dedup),
+    so each candidate is checked against every header, under gc's exclusive lock: no
+    operation then holds an uncommitted reference (every one holds the lock shared from
+    before it looks a chunk up until after its commit), and none waits on an image lock.
+    Called with no lock held: taking the exclusive lock while holding the shared one, or an
+    image lock another thread waits on while holding the shared one, would deadlock.
+    """
+    candidates = set(created)
+    removed = list(removed)
+    if not candidates and not removed and image is None:
+        return
+    with layout.exclusive():
+        for view in removed:
+            for sid in filter(None, view.segments):
+                candidates.add(layout.meta.path(sid))
+                candidates.update(layout.chunks.path(c) for c in _chunk_ids(layout, sid))
+        if image is not None and not layout.exists(*image):
+            (layout.pool_dir(image[0]) / ".locks" / image[1]).unlink(missing_ok=True)
+        if candidates and _spare_referenced(layout, candidates):
+            for path in candidates:
+                path.unlink(missing_ok=True)
+
+
+def _chunk_ids(layout: Layout, sid: str) -> set[str]:
+    try:
+        return set(layout.segment(sid).values()) - {ZERO}
+    except FerryError:  # already collected: nothing of it is left to release
+        return set()
+
+
+def _spare_referenced(layout: Layout, candidates: set[Path]) -> bool:
+    """Drop from ``candidates`` every file a header references; False if none is left, or
+    if a header or segment cannot be read (nothing may be deleted: it may be used there)."""
+    seen: set[str] = set()
+    try:
+        for pool in layout.pools():
+            for name in layout.image_names(pool):
+                for view in layout.read_header(pool, name).views():
+                    for sid in filter(None, view.segments):
+                        if sid in seen:
+                            continue
+                        seen.add(sid)
+                        candidates.discard(layout.meta.path(sid))
+                        candidates.difference_update(
+                            layout.chunks.path(c) for c in layout.segment(sid).values()
+                        )
+                        if not candidates:
+                            return False
+    except (FerryError, OSError, ValueError):
+        return False
+    return True
 
 
 def _collect(layout: Layout, report: CheckReport) -> _Refs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
@@ -22,6 +23,15 @@ FANOUT = [f"{i:02x}" for i in range(256)]
 
 def digest(data: bytes | memoryview) -> str:
     return blake3.blake3(data).hexdigest()
+
+
+@dataclass
+class Pending:
+    """What one operation has stored but not committed yet."""
+
+    dirs: set[Path] = field(default_factory=set)  # to fsync before the commit
+    # Files this operation made (not those it found): what a failure may have to remove.
+    created: set[Path] = field(default_factory=set)
 
 
 class ContentStore:
@@ -40,14 +50,15 @@ class ContentStore:
     def path(self, cid: str) -> Path:
         return self.root / cid[:2] / cid
 
-    def put(self, data: bytes, dirty: set[Path]) -> str:
-        """Store ``data`` (once) and return its id; its directory joins ``dirty`` for fsync."""
+    def put(self, data: bytes, pending: Pending) -> str:
+        """Store ``data`` (once) and return its id, noting in ``pending`` what to fsync."""
         cid = digest(data)
         path = self.path(cid)
         if not path.exists():
             self.disk.write_new(path, data, sparse=self.sparse)
+            pending.created.add(path)
         # Even an existing file's directory is fsynced: its rename may not be durable yet.
-        dirty.add(path.parent)
+        pending.dirs.add(path.parent)
         return cid
 
     def get(self, cid: str) -> bytes:
