@@ -33,6 +33,7 @@ from ferry.errors import (
     BackendUnavailable,
     Conflict,
     Forbidden,
+    ImportBusy,
     InvalidRequest,
     NotFound,
 )
@@ -236,7 +237,7 @@ class Catalog:
     # -- tasks -----------------------------------------------------------------------------
 
     def create_task(self, task: TaskRecord, *, sole_for_image: bool = False) -> TaskRecord:
-        """Add a new task; with ``sole_for_image``, Conflict if the image has an unfinished one.
+        """Add a new task; with ``sole_for_image``, ImportBusy if the image has an unfinished one.
 
         The check locks the image row first (``SELECT ... FOR UPDATE`` in PostgreSQL, the
         write lock in SQLite), so of two concurrent imports of one image only one is created.
@@ -254,7 +255,7 @@ class Catalog:
                     )
                 ).scalar()
                 if busy is not None:
-                    raise Conflict(
+                    raise ImportBusy(
                         f"Image {task.image_id} is already being imported by task {busy}"
                     )
             try:

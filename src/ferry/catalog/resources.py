@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import sqlalchemy.exc
 from sqlalchemy import Table, delete, insert, select, update
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+VolumeStatus = Literal[
+    "creating", "available", "in-use", "backing-up", "restoring-backup", "deleting", "error"
+]
+SnapshotStatus = Literal["creating", "available", "deleting", "error"]
+ServerStatus = Literal["BUILD", "ACTIVE", "SHUTOFF", "ERROR"]
+BackupStatus = Literal["creating", "available", "deleting", "restoring", "error"]
+
 
 def _now() -> datetime:
     return utcnow()
@@ -36,7 +43,7 @@ class VolumeRecord:
     id: str
     name: str | None
     description: str | None
-    status: str  # creating available in-use backing-up restoring-backup deleting error
+    status: VolumeStatus
     size: int  # GiB
     availability_zone: str
     bootable: bool = False
@@ -53,7 +60,7 @@ class SnapshotRecord:
     volume_id: str
     name: str | None
     description: str | None
-    status: str  # creating available deleting error
+    status: SnapshotStatus
     size: int
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
@@ -63,7 +70,7 @@ class SnapshotRecord:
 class ServerRecord:
     id: str
     name: str | None
-    status: str  # BUILD ACTIVE SHUTOFF ERROR
+    status: ServerStatus
     availability_zone: str
     image_id: str | None = None
     volume_id: str | None = None
@@ -78,7 +85,7 @@ class BackupRecord:
     id: str
     volume_id: str
     name: str | None
-    status: str  # creating available deleting restoring error
+    status: BackupStatus
     size: int
     availability_zone: str
     base: str

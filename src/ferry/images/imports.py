@@ -49,6 +49,7 @@ from ferry.errors import (
     Conflict,
     FerryError,
     Forbidden,
+    ImportBusy,
     InvalidRequest,
     NotFound,
 )
@@ -259,9 +260,7 @@ class Imports:
             }
             try:
                 task = self.request(image_id, body)
-            except Conflict as exc:
-                if "already being imported" not in str(exc):
-                    raise
+            except ImportBusy:
                 time.sleep(0.2)
                 continue
             claimed = self.service.catalog.claim_task(self.site, worker, self.lease)
