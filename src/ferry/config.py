@@ -188,6 +188,94 @@ class ComputeConfig(_Frozen):
     )
 
 
+class RecoveryConfig(_Frozen):
+    """How a site's server finds and finishes work that a dead process left unfinished."""
+
+    interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds between reconcile passes (one also runs when the server starts).",
+    )
+    holder_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A server process whose heartbeat is silent this long is presumed dead and "
+        "its unfinished work (uploads, creations, deletes) is finished or undone by another. "
+        "A dead process on the same host is recognised at once, by its pid.",
+    )
+    remove_orphans: bool = Field(
+        True,
+        description="Remove block images in ferry's pools (images, volumes, vms, backups) that "
+        "no catalogue record accounts for. Turn off if those pools are shared with another "
+        "deployment: ferry's pools must be its own.",
+    )
+
+
+class LimitsConfig(_Frozen):
+    """What one request, one image and one connection may take (Glance's and Cinder's names)."""
+
+    image_size_cap: int = Field(
+        1 << 40,
+        ge=0,
+        description="Glance's image_size_cap: the largest image data accepted, in bytes "
+        "(default 1 TiB). An upload declaring more, or sending more, is refused with 413.",
+    )
+    image_property_quota: int = Field(
+        128,
+        ge=0,
+        description="Glance's image_property_quota: extra properties one image may have.",
+    )
+    image_tag_quota: int = Field(
+        128, ge=0, description="Glance's image_tag_quota: tags one image may have."
+    )
+    max_request_body: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest JSON request body, in bytes, counted while it is read (image "
+        "data uploads are bounded by image_size_cap instead). Larger bodies get 413.",
+    )
+    max_json_depth: int = Field(
+        32, ge=2, description="Deepest nesting of arrays and objects a JSON body may have."
+    )
+    max_volume_size_gib: int = Field(
+        16384,
+        ge=1,
+        description="Cinder's per_volume_size_limit: the largest volume (or boot volume) "
+        "created, in GiB (default 16 TiB). Larger requests get 413.",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's whole header once it connects "
+        "or starts the request; then the connection gets 408 and is closed.",
+    )
+    body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a request body (an upload) may pause while the server waits for "
+        "it; then the connection is closed and the upload undone.",
+    )
+    keep_alive_timeout: int = Field(
+        5, ge=1, description="Seconds an idle keep-alive connection is held (uvicorn's)."
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open connections per site; one more is answered 503 and closed at once. "
+        "Keep it well below the process's open-file limit (ulimit -n), which every site of "
+        "'ferry up' shares.",
+    )
+    backlog: int = Field(
+        128, ge=1, description="Connections the kernel queues before the site accepts them."
+    )
+    log_repeat_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="An identical log line repeated within this many seconds is counted, not "
+        "written (a flood of failing connections cannot fill the disk); 0 writes them all.",
+    )
+
+
 class SiteConfig(_Frozen):
     """One site: its role, AZ, Image API address, cluster, stores and how it imports."""
 
@@ -201,6 +289,8 @@ class SiteConfig(_Frozen):
     stores: tuple[StoreConfig, ...]
     imports: ImportConfig = Field(default_factory=lambda: ImportConfig.model_validate({}))
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig.model_validate({}))
+    limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
+    recovery: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig.model_validate({}))
 
     @property
     def host(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from ferry.config import Config
 from ferry.images.imports import Imports, Worker
 from ferry.images.service import ImageService
 from ferry.images.stores import Stores
+from ferry.recovery import Heartbeat, Reconciler
 from ferry.volumes import VolumeService
 
 
@@ -34,20 +36,29 @@ def create_app(config: Config, site_name: str) -> FastAPI:
         stores = Stores(config, site_name)
         catalog = Catalog(config.catalog, stores.catalog_keys)
         catalog.migrate()
+        recovery = site.recovery
+        heartbeat = Heartbeat(catalog, site_name, timedelta(seconds=recovery.holder_lease_seconds))
+        heartbeat.start()
         app.state.site = site
         app.state.site_name = site_name
         app.state.stores = stores
         app.state.images = service = ImageService(catalog, stores, config.owner)
         app.state.imports = imports = Imports(service, site_name, site.imports)
-        app.state.volumes = VolumeService(config, site_name, service, imports)
+        app.state.volumes = volumes = VolumeService(config, site_name, service, imports)
+        app.state.reconciler = reconciler = Reconciler(
+            site_name, service, imports, volumes, recovery
+        )
         workers = [Worker(imports) for _ in range(site.imports.workers)]
         for worker in workers:
             worker.start()
+        reconciler.start()  # its first pass finishes what a dead process left behind
         try:
             yield
         finally:
+            reconciler.stop()
             for worker in workers:
                 worker.stop()
+            heartbeat.stop()
             stores.close()
             catalog.close()
 

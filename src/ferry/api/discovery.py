@@ -89,6 +89,10 @@ def metrics(request: Request) -> PlainTextResponse:
         for store in request.app.state.stores:
             labels = f'site="{site}",store="{store.id}",cluster="{store.ref.cluster_name or ""}"'
             lines.append(f"{metric}{{{labels}}} {getattr(store.traffic, kind)}")
+    metric = "ferry_reconcile_passes_total"
+    lines += [f"# HELP {metric} Reconcile passes this site's server has finished.",
+              f"# TYPE {metric} counter",
+              f'{metric}{{site="{site}"}} {request.app.state.reconciler.passes}']  # fmt: skip
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 

@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
 
-from ferry.catalog import listing, resources, rows
+from ferry.catalog import listing, owners, resources, rows
 from ferry.catalog.engine import create_engines
 from ferry.catalog.records import UNFINISHED, ImageRecord, Location, TaskRecord, utcnow
 from ferry.catalog.schema import image_locations, image_properties, image_tags, images, tasks
@@ -61,7 +61,12 @@ class Catalog:
         self._lock: AbstractContextManager[Any] = (
             threading.RLock() if self._engines.serialized else nullcontext()
         )
+        # The live server process (see ``owners.Holders``) that this catalogue's writes act
+        # for: a row put into an unfinished status (saving, creating, deleting...) is stamped
+        # ``held_by`` it, so after a crash the reconciler knows whose work was cut off.
+        self.holder: str | None = None
         self.volumes, self.snapshots, self.servers, self.backups = resources.records(self)
+        self.owners = owners.Owners(self)
 
     def __enter__(self) -> Catalog:
         return self
@@ -175,8 +180,9 @@ class Catalog:
     def delete_image(self, image_id: str) -> ImageRecord:
         """Mark an image deleted (hidden from now on); return it as it was, for data removal.
 
-        Its locations are kept, marked "deleting", so a later clean-up can find data that
-        was not removed. A protected image is not deleted (Forbidden), as in Glance.
+        Its locations are kept, marked "deleting", until ``forget_location`` says that store's
+        data is gone; the row is held by this catalogue's holder meanwhile, so if it dies the
+        reconciler finishes the delete. A protected image is not deleted (Forbidden), as Glance.
         """
         with self._transaction(write=True) as conn:
             self._change(conn, image_id, None, {})  # takes the row lock before reading
@@ -187,12 +193,17 @@ class Catalog:
             conn.execute(
                 update(images)
                 .where(images.c.id == image_id)
-                .values(status="deleted", deleted_at=now, updated_at=now)
+                .values(status="deleted", deleted_at=now, updated_at=now, held_by=self.holder)
             )
             conn.execute(
                 update(image_locations)
                 .where(image_locations.c.image_id == image_id)
                 .values(status="deleting", updated_at=now)
+            )
+            conn.execute(  # a running import stops at its next heartbeat (within a second)
+                update(tasks)
+                .where(tasks.c.image_id == image_id, tasks.c.status.in_(list(UNFINISHED)))
+                .values(status="failure", message="The image was deleted", updated_at=now)
             )
             return record
 
@@ -233,6 +244,20 @@ class Catalog:
             if gone.rowcount == 0:
                 raise NotFound(f"Image {image_id} is not stored in store {store}.")
             return self._load_one(conn, image_id)
+
+    def store_key(self, store: str) -> str:
+        """How the catalogue names this site's store ``store`` (its cluster's key)."""
+        return self._keys.get(store, store)
+
+    def forget_location(self, image_id: str, store: str) -> None:
+        """Drop a location row whatever the image's status (a deleted image's data is gone)."""
+        with self._transaction(write=True) as conn:
+            conn.execute(
+                delete(image_locations).where(
+                    image_locations.c.image_id == image_id,
+                    image_locations.c.store == self._keys.get(store, store),
+                )
+            )
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -359,14 +384,19 @@ class Catalog:
         self, task_id: str, worker: str, lease: timedelta, **fields: object
     ) -> TaskRecord:
         """Renew ``worker``'s lease (and change ``fields``); Conflict if another worker took
-        the task over meanwhile: the caller must stop working on it."""
+        the task over meanwhile, or it was finished by another hand (its image was deleted):
+        the caller must stop working on it."""
         changes = rows.task_fields(fields)
         now = utcnow()
         changes.update(updated_at=now, lease_expires_at=now + lease)
         with self._transaction(write=True) as conn:
             stmt = (
                 update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.lease_owner == worker)
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.lease_owner == worker,
+                    tasks.c.status.in_(list(UNFINISHED)),
+                )
                 .values(changes)
             )
             if conn.execute(stmt).rowcount != 1:
@@ -393,10 +423,13 @@ class Catalog:
         changes: Mapping[str, object],
     ) -> None:
         """Update the image row (and so lock it); Conflict if its status is not expected."""
+        values = {**changes, "updated_at": utcnow()}
+        if "status" in changes:  # an upload's row is held by its process while it runs
+            values["held_by"] = self.holder if changes["status"] in owners.HELD_IMAGE else None
         stmt = (
             update(images)
             .where(images.c.id == image_id, images.c.status != "deleted")
-            .values({**changes, "updated_at": utcnow()})
+            .values(values)
         )
         if expect_status is not None:
             stmt = stmt.where(images.c.status.in_(list(expect_status)))

@@ -58,7 +58,13 @@ def _private_database(path: Path) -> None:
     """Make the database file 0600 before SQLite opens it: SQLite creates its -wal and -shm
     files with the database's mode, and would create the database itself 0644."""
     make_dir(path.parent, parents=True)
-    create_private(path)
+    if path.exists():
+        # Never open (and close) an existing database: closing any descriptor of a file
+        # drops every fcntl lock this process holds on it, so another Catalog of this
+        # process (ferry up serves several sites) would lose SQLite's locks mid-transaction.
+        tighten(path, FILE_MODE)
+    else:
+        create_private(path)
     for extra in ("-wal", "-shm", "-journal"):
         tighten(path.with_name(path.name + extra), FILE_MODE)
 

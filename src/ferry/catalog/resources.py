@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import sqlalchemy.exc
 from sqlalchemy import Table, delete, insert, select, update
 
+from ferry.catalog.owners import TRANSIENT
 from ferry.catalog.records import utcnow
 from ferry.catalog.schema import backups, servers, volume_snapshots, volumes
 from ferry.errors import AlreadyExists, Conflict, NotFound
@@ -104,9 +105,19 @@ class Records(Generic[R]):
         self._table = table
         self._kind = kind
         self.noun = noun
+        self._fields = {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+        self._transient = TRANSIENT[table.name]
+
+    def _held_by(self, status: object) -> str | None:
+        """The holder a row in ``status`` is stamped with: ours while unfinished, else none."""
+        return self._catalog.holder if status in self._transient else None
+
+    def _record(self, row: Any) -> R:
+        return self._kind(**{k: v for k, v in row._mapping.items() if k in self._fields})
 
     def add(self, record: R) -> R:
         row = dataclasses.asdict(record)  # type: ignore[call-overload]
+        row["held_by"] = self._held_by(row["status"])
         with self._catalog._transaction(write=True) as conn:
             try:
                 conn.execute(insert(self._table).values(row))
@@ -119,7 +130,7 @@ class Records(Generic[R]):
             row = conn.execute(select(self._table).where(self._table.c.id == record_id)).first()
         if row is None:
             raise NotFound(f"{self.noun} {record_id} could not be found.")
-        return self._kind(**row._mapping)
+        return self._record(row)
 
     def list(self, **where: object) -> list[R]:
         """Newest first, the rows whose columns equal ``where``."""
@@ -127,17 +138,16 @@ class Records(Generic[R]):
         for column, value in where.items():
             stmt = stmt.where(self._table.c[column] == value)
         with self._catalog._transaction(write=False) as conn:
-            return [self._kind(**row._mapping) for row in conn.execute(stmt)]
+            return [self._record(row) for row in conn.execute(stmt)]
 
     def change(
         self, record_id: str, *, expect: Collection[str] | None = None, **fields: object
     ) -> R:
         """Set ``fields``; with ``expect`` only while the status is one of those, else Conflict."""
-        stmt = (
-            update(self._table)
-            .where(self._table.c.id == record_id)
-            .values({**fields, "updated_at": utcnow()})
-        )
+        values = {**fields, "updated_at": utcnow()}
+        if "status" in fields:
+            values["held_by"] = self._held_by(fields["status"])
+        stmt = update(self._table).where(self._table.c.id == record_id).values(values)
         if expect is not None:
             stmt = stmt.where(self._table.c.status.in_(list(expect)))
         with self._catalog._transaction(write=True) as conn:

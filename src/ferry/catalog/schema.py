@@ -79,6 +79,9 @@ images = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("deleted_at", UTCDateTime),
+    # The holder (a live server process, see ``holders``) doing unfinished work on the row:
+    # an upload (saving), a delete whose data is not gone yet. NULL when nobody is.
+    Column("held_by", String(255)),
     Index(None, "status"),
     Index(None, "owner"),
     Index(None, "created_at"),
@@ -164,6 +167,7 @@ volumes = Table(
     Column("source", NullableJSON, nullable=False),  # {"image_id"|"snapshot_id"|"source_volid"}
     Column("volume_image_metadata", NullableJSON),
     Column("attached_to", String(36)),  # the server using it
+    Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "availability_zone"),
@@ -179,6 +183,7 @@ volume_snapshots = Table(
     Column("description", Text),
     Column("status", String(30), nullable=False),
     Column("size", Integer, nullable=False),
+    Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "volume_id"),
@@ -196,6 +201,7 @@ servers = Table(
     Column("volume_id", String(36)),  # booted from this volume (else from its own disk)
     Column("fault", Text),
     Column("image_source", NullableJSON),  # how the image reached the zone: local/copied/...
+    Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "created_at"),
@@ -214,8 +220,30 @@ backups = Table(
     Column("is_incremental", Boolean, nullable=False),
     Column("source_snap", String(255), nullable=False),  # the volume's snapshot it was read at
     Column("moved", BigInteger, nullable=False),  # bytes read from the volume
+    Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "volume_id"),
     Index(None, "created_at"),
+)
+
+# --- who is alive: server processes (holders) and named leases ------------------------------
+
+holders = Table(
+    "holders",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("site", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),  # renewed by the holder's heartbeat
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(255), primary_key=True),  # e.g. "reconcile:central"
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )

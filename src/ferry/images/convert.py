@@ -43,13 +43,14 @@ import signal
 import struct
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ferry.errors import FerryError, InvalidRequest, StorageFull
+from ferry.errors import Cancelled, FerryError, InvalidRequest, StorageFull, TooLarge
 from ferry.images.formats import HEAD, inspect, is_vmdk_descriptor
 
 QEMU_IMG = "qemu-img"
@@ -75,6 +76,9 @@ class Limits:
     cpu_seconds: int = 300
     address_space: int = 1 << 30  # RLIMIT_AS, as Nova and Glance give ``qemu-img info``
     timeout: float = 600.0  # wall clock, seconds; the process is killed after it
+    # The largest image qemu-img may write: its virtual size is checked before converting,
+    # so an 8 TiB qcow2 of a few KB is refused up front (the site's image_size_cap).
+    max_virtual_size: int = 1 << 40
 
 
 def check_safe(path: Path, fmt: str, *, limits: Limits = Limits()) -> None:
@@ -85,16 +89,32 @@ def check_safe(path: Path, fmt: str, *, limits: Limits = Limits()) -> None:
     _check_info(path, fmt, info(path, fmt, limits=limits))
 
 
-def convert_to_raw(src: Path, fmt: str, dest: Path, *, limits: Limits = Limits()) -> None:
+def convert_to_raw(
+    src: Path,
+    fmt: str,
+    dest: Path,
+    *,
+    limits: Limits = Limits(),
+    cancelled: Callable[[], bool] = lambda: False,
+) -> None:
     """``qemu-img convert -f fmt -O raw`` of ``src`` to ``dest``, sparse, after check_safe.
 
+    The virtual size must be within ``limits.max_virtual_size``. ``cancelled`` is asked
+    twice a second while qemu-img runs; once it says yes, qemu-img is killed (Cancelled).
     Write order: a temporary name in ``dest``'s directory, fsync, rename over ``dest``,
     fsync the directory. A failure at any step removes the temporary file.
     """
     if fmt not in DRIVERS:
         raise InvalidRequest(f"{fmt} images are not converted to raw")
-    check_safe(src, fmt, limits=limits)
-    if fmt != "raw":
+    if fmt not in ("raw", "iso"):
+        report = info(src, fmt, limits=limits)
+        _check_info(src, fmt, report)
+        virtual = report.get("virtual-size")
+        if not isinstance(virtual, int) or virtual > limits.max_virtual_size:
+            raise TooLarge(
+                f"{fmt} image refused: its virtual size ({virtual} bytes) is over the "
+                f"image size cap of {limits.max_virtual_size} bytes"
+            )
         _check_consistent(src, fmt, limits)
     dest = Path(os.path.abspath(dest))
     with _storage_errors():
@@ -104,7 +124,7 @@ def convert_to_raw(src: Path, fmt: str, dest: Path, *, limits: Limits = Limits()
     try:
         # -S 4k: runs of zeros are not written, so the raw file keeps its holes.
         args = ["convert", "-f", DRIVERS[fmt], "-O", "raw", "-S", "4k", _abs(src), str(tmp)]
-        _run(args, limits, "convert", {_abs(src): src.name, str(tmp): dest.name})
+        _run(args, limits, "convert", {_abs(src): src.name, str(tmp): dest.name}, cancelled)
         with _storage_errors():
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -273,6 +293,7 @@ def _run(
     limits: Limits,
     verb: str,
     names: dict[str, str],
+    cancelled: Callable[[], bool] = lambda: False,
     ok: tuple[int, ...] = (0,),
 ) -> subprocess.CompletedProcess[bytes]:
     """Run qemu-img under ``limits``; InvalidRequest with its last words unless it exits ``ok``.
@@ -287,17 +308,20 @@ def _run(
     if exe is None:
         raise FerryError(f"{QEMU_IMG} is not installed (package qemu-utils)")
     try:
-        proc = subprocess.run(
-            [*prlimit, exe, *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=limits.timeout,
-            env={**os.environ, "LC_ALL": "C"},  # English errors: ENOSPC is told by its text
-            check=False,
+        proc = _wait(
+            subprocess.Popen(
+                [*prlimit, exe, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "LC_ALL": "C"},  # English errors: ENOSPC is told by its text
+            ),
+            limits.timeout,
+            cancelled,
         )
     except FileNotFoundError as exc:
         raise FerryError(f"{QEMU_IMG} is not installed (package qemu-utils)") from exc
-    except subprocess.TimeoutExpired as exc:  # run() has killed and reaped it
+    except subprocess.TimeoutExpired as exc:  # _wait has killed and reaped it
         raise InvalidRequest(f"{failed}: it took longer than {limits.timeout:g} s") from exc
     except OSError as exc:  # exec itself failed, e.g. ENOMEM under RLIMIT_AS
         raise InvalidRequest(f"{failed}: it could not start ({exc.strerror})") from exc
@@ -314,6 +338,27 @@ def _run(
         sig = signal.Signals(-proc.returncode).name
         detail = f"killed by {sig}" + (f" ({detail})" if detail else "")
     raise InvalidRequest(f"{failed}: {detail or f'exit status {proc.returncode}'}")
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], timeout: float, cancelled: Callable[[], bool]
+) -> subprocess.CompletedProcess[bytes]:
+    """Collect a process's output; kill and reap it on timeout or once ``cancelled()``."""
+    deadline = time.monotonic() + timeout
+    with proc:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                late = time.monotonic() > deadline
+                if late or cancelled():
+                    proc.kill()
+                    proc.communicate()
+                    if late:
+                        raise
+                    raise Cancelled("qemu-img was stopped: the import was cancelled") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 # --- small helpers -------------------------------------------------------------------------

@@ -40,12 +40,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ferry import failpoints
 from ferry.block import BlockImage
 from ferry.catalog import ImageRecord, TaskRecord
 from ferry.catalog.records import utcnow
 from ferry.config import ImportConfig
 from ferry.errors import (
     AlreadyExists,
+    Cancelled,
     Conflict,
     FerryError,
     Forbidden,
@@ -118,8 +120,11 @@ class Stopping(LostLease):
 class Imports:
     """The imports of one site: requests from its API, jobs for its workers."""
 
-    def __init__(self, service: ImageService, site: str, config: ImportConfig) -> None:
+    def __init__(
+        self, service: ImageService, site: str, config: ImportConfig, max_image_size: int = 1 << 40
+    ) -> None:
         self.service = service
+        self.max_image_size = max_image_size  # a converted image's virtual size, at most
         self.site = site
         self.config = config
         self.staging = config.staging or Path(tempfile.gettempdir()) / f"ferry-staging-{site}"
@@ -213,7 +218,7 @@ class Imports:
             raise Conflict(
                 f"Image status transition from {record.status} to uploading is not allowed"
             )
-        self.staging.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
         return Staging(self, image_id)
 
     # --- jobs ----------------------------------------------------------------------------
@@ -239,6 +244,8 @@ class Imports:
                 log.info("task %s is left at its checkpoint: the server is stopping", task.id)
             except LostLease:
                 log.info("task %s was taken over; worker %s stops", task.id, worker)
+            except Cancelled:
+                log.info("task %s stopped: image %s was deleted", task.id, task.image_id)
             except Exception as exc:
                 log.warning("import task %s failed: %s", task.id, exc, exc_info=exc)
                 self._fail(job, req, targets, exc)
@@ -247,8 +254,10 @@ class Imports:
         """Make sure ``store_id`` holds the image: copy it there now if it does not.
 
         Returns the task that copied it, or None when the store already had it. If another
-        import of the image is running, waits for it and looks again.
+        import of the image is running, waits for it and looks again. ``worker`` is named
+        after this process's holder, so if the process dies the reconciler frees the task.
         """
+        worker = f"{self.service.catalog.holder or self.site}/{worker}"
         while True:
             record = self.service.get(image_id)
             if store_id in record.stores:
@@ -290,6 +299,7 @@ class Imports:
             writer = _writer(store, image_id)
             try:
                 for chunk in chunks:
+                    failpoints.reach("import.ingest.batch")
                     writer.write(chunk)
                     job.done(writer.size)
                 written = writer.finish(None)
@@ -306,6 +316,7 @@ class Imports:
         }
         if converted:  # Glance records what it stored
             fields["disk_format"] = "raw"
+        failpoints.reach("import.ingested")
         job.check()
         self.service.catalog.add_location(
             image_id, store.active_location(image_id), expect_status=("importing",), fields=fields
@@ -342,6 +353,7 @@ class Imports:
             job.commit(phase="copy", targets=todo, offset=start, resumed_from=start)
 
             def on_window(end: int) -> None:
+                failpoints.reach("copy.window")
                 job.done(end)
                 job.commit(offset=end)
 
@@ -360,6 +372,7 @@ class Imports:
                 raise next(iter(failed.values()))
             for store_id in ok:
                 _seal(dests.pop(store_id))
+                failpoints.reach("copy.sealed")
                 store = self._store(store_id)
                 job.check()
                 self.service.catalog.add_location(image_id, store.active_location(image_id))
@@ -367,6 +380,10 @@ class Imports:
         except LostLease:
             for image in dests.values():  # the new holder goes on writing them
                 image.close()
+            raise
+        except Cancelled:  # the image was deleted: leave none of its data behind
+            for store_id in todo:
+                _drop(self._store(store_id), image_id, dests.pop(store_id, None))
             raise
         except BaseException:
             for store_id in todo:
@@ -447,11 +464,12 @@ class Staging:
         self.imports = imports
         self.image_id = image_id
         self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in finish/abort
-            dir=imports.staging, prefix=".stage-", delete=False
+            dir=imports.staging, prefix=f".stage-{os.getpid()}-", delete=False
         )
         self.size = 0
 
     def feed(self, chunk: bytes) -> None:
+        failpoints.reach("stage.chunk")
         self.size += _write_sparse(self._file, chunk)
 
     def finish(self) -> ImageRecord:
@@ -460,6 +478,7 @@ class Staging:
         self._file.close()
         path = self.imports.staged(self.image_id)
         os.replace(self._file.name, path)
+        failpoints.reach("stage.renamed")
         try:
             return self.imports.service.catalog.update_image(
                 self.image_id,
@@ -487,6 +506,8 @@ class _Job:
         self.progress = task.progress_done
         self.total = task.progress_total
         self.lost = threading.Event()
+        self.cancelled = threading.Event()
+        self._held_at = time.monotonic()
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"lease-{task.id}", daemon=True)
 
@@ -508,28 +529,47 @@ class _Job:
         try:
             catalog.hold_task(self.task.id, self.worker, self.imports.lease, **fields)
         except Conflict as exc:
+            with contextlib.suppress(NotFound):
+                if catalog.get_task(self.task.id).status not in ("pending", "processing"):
+                    self.cancelled.set()  # finished by another hand: the image was deleted
+                    raise Cancelled(f"task {self.task.id} was cancelled: {exc}") from exc
             self.lost.set()
             raise LostLease(str(exc)) from exc
+        self._held_at = time.monotonic()
 
     def _heartbeat(self) -> None:
         period = self.imports.lease.total_seconds() / 3
         while not self._stop.wait(period):
             try:
                 self._hold(progress_done=self.progress)
-            except LostLease:
+            except (LostLease, Cancelled):
                 return
             except FerryError as exc:  # the catalogue is down: try again next beat
                 log.warning("lease renewal of task %s failed: %s", self.task.id, exc)
 
     def check(self) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled(f"task {self.task.id} was cancelled: its image was deleted")
         if self.lost.is_set():
             raise LostLease(f"task {self.task.id} was taken over")
         if self.imports.stopping.is_set():
             raise Stopping(f"task {self.task.id} stops at its checkpoint: the server is stopping")
 
     def done(self, progress: int) -> None:
+        """Record progress; at most once a second, also ask the catalogue whether to go on
+        (so a DELETE of the image stops the job within a second, not a lease period)."""
         self.progress = progress
         self.check()
+        if time.monotonic() - self._held_at >= 1.0:
+            self._hold(progress_done=progress)
+
+    def interrupted(self) -> bool:
+        """For long steps that cannot call ``done`` (qemu-img): should this job stop now?"""
+        try:
+            self.done(self.progress)
+        except (LostLease, Cancelled):
+            return True
+        return False
 
     def commit(self, **checkpoint: object) -> None:
         """Record the checkpoint durably (and renew the lease); LostLease if taken over."""
@@ -538,7 +578,7 @@ class _Job:
         self._hold(checkpoint=dict(self.checkpoint), progress_done=self.progress)
 
     def finish(self, status: str, message: str, result: dict[str, Any] | None) -> None:
-        with contextlib.suppress(LostLease):
+        with contextlib.suppress(LostLease, Cancelled):
             self._hold(
                 status=status,
                 message=message,
@@ -560,7 +600,7 @@ def _source(
     """
     image_id = job.task.image_id or ""
     work = imports.staging / f".{image_id}.{job.task.id}"
-    work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
     convert_on = imports.config.convert
     try:
         if req.method == "glance-direct":
@@ -583,11 +623,19 @@ def _source(
                 with path.open("wb") as f:
                     for chunk in _chain(first, chunks):
                         _write_sparse(f, chunk)
-                        job.check()
+                        job.done(f.tell())
                     f.truncate()
         if convert_on and found.format != "raw":
             raw = work / "raw"
-            convert.convert_to_raw(path, found.format, raw)  # refuses hostile images first
+            limits = convert.Limits(max_virtual_size=imports.max_image_size)
+            try:  # refuses hostile images, and those too large once converted, first
+                convert.convert_to_raw(
+                    path, found.format, raw, limits=limits, cancelled=job.interrupted
+                )
+                failpoints.reach("import.converted")
+            except Cancelled:
+                job.check()  # the job's own reason: cancelled, taken over or stopping
+                raise
             yield _file_chunks(raw), True
         else:
             yield _file_chunks(path), False
@@ -668,7 +716,8 @@ class Worker:
 
     def __init__(self, imports: Imports, poll: float = 0.5) -> None:
         self.imports = imports
-        self.name = f"{imports.site}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        holder = imports.service.catalog.holder  # so the reconciler knows when it died
+        self.name = f"{holder or imports.site}/worker-{uuid.uuid4().hex[:8]}"
         self.poll = poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"worker-{self.name}", daemon=True)

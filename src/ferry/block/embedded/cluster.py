@@ -21,7 +21,7 @@ from ferry.block.auth import (
 )
 from ferry.block.embedded import maintenance
 from ferry.block.embedded.disk import TMP_MARK, Disk, Step
-from ferry.block.embedded.header import Header, ParentLink, View
+from ferry.block.embedded.header import Header, ParentLink, View, check_size
 from ferry.block.embedded.image import EmbeddedImage
 from ferry.block.embedded.layout import Layout, check_name
 from ferry.block.embedded.maintenance import CheckReport, GcReport
@@ -145,10 +145,9 @@ class EmbeddedCluster(Closing):
     def create(self, pool: str, name: str, size: int, *, order: int = DEFAULT_ORDER) -> None:
         self.require(pool, write=True)
         check_name(name, "image")
-        if size < 0:
-            raise InvalidRequest("size must not be negative")
         if not 12 <= order <= 26:
             raise InvalidRequest(f"order {order} is outside 12..26 (4 KiB..64 MiB objects)")
+        check_size(size, order)
         header = Header(head=View(size, order, (), None), created=time.time())
         self._create_header(pool, name, header)
 

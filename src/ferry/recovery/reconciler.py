@@ -1,0 +1,271 @@
+"""The reconciler: finishes or undoes the work of processes that died, then removes orphans.
+
+One pass, under the lease ``reconcile:<site>`` (so two servers of a site never both act):
+
+1. *Records.* Every row in an unfinished status whose holder is dead is taken over (a
+   compare-and-set on ``held_by``) and brought to a final status, as Glance and Cinder would:
+   an upload cut off (``saving``) goes back to ``queued``; a deleted image's data is removed
+   from every store this site reaches; a volume, snapshot or backup cut off while
+   ``creating`` is ``error``, while ``deleting`` is deleted; a volume cut off while backing up
+   is available again; a server cut off in ``BUILD`` is ``ERROR``. An import task whose
+   worker died is handed to a live worker at once; an image left ``importing`` by no task
+   waits for its data again.
+2. *Orphans.* The site's own cluster is swept (``sweep.Sweep``): every cluster is some
+   site's own, so every orphan is found by one site. Staged files nobody waits for are
+   removed; an embedded cluster is garbage-collected when anything was removed (and on the
+   first pass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ferry.block.embedded import EmbeddedCluster
+from ferry.catalog.owners import TRANSIENT, Held
+from ferry.config import RecoveryConfig
+from ferry.errors import Conflict, FerryError, Forbidden, InvalidRequest, NotFound
+from ferry.images.imports import IMPORT_TASK, IMPORTING, Imports
+from ferry.images.service import ImageService
+from ferry.recovery.holder import Liveness
+from ferry.recovery.sweep import Sweep, sweep_staging
+from ferry.volumes import VolumeService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """What one pass found and did, a line each."""
+
+    actions: list[str] = field(default_factory=list)  # records brought to a final status
+    orphans: list[str] = field(default_factory=list)  # found (check) or removed (repair)
+    stuck: list[str] = field(default_factory=list)  # unfinished, owner alive or unreachable
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        return [*self.actions, *self.orphans, *self.stuck, *self.errors]
+
+
+class Reconciler:
+    """One site's reconciler: ``run()`` a pass, or ``start()`` a thread that runs them."""
+
+    def __init__(
+        self, site: str, images: ImageService, imports: Imports, volumes: VolumeService,
+        config: RecoveryConfig,
+    ) -> None:  # fmt: skip
+        self.site = site
+        self.images = images
+        self.catalog = images.catalog
+        self.imports = imports
+        self.volumes = volumes
+        self.config = config
+        self.passes = 0
+        self._gc_due = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"reconcile-{site}", daemon=True)
+
+    # --- thread ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                report = self.run()
+                for line in report.lines:
+                    log.warning("reconcile %s: %s", self.site, line)
+            except Exception:  # a broken catalogue must not kill the thread
+                log.exception("reconcile pass of site %s", self.site)
+            self._stop.wait(self.config.interval_seconds)
+
+    # --- a pass ----------------------------------------------------------------------------
+    def run(self, *, repair: bool = True) -> Report:
+        """One pass; with ``repair`` False only report what a pass would do."""
+        report = Report()
+        me = self.catalog.holder or f"{self.site}/check"
+        lease = f"reconcile:{self.site}"
+        span = timedelta(seconds=max(60.0, 3 * self.config.interval_seconds))
+        if repair and not self.catalog.owners.take_lease(lease, me, span):
+            report.stuck.append(f"another server holds {lease}: it reconciles this site")
+            return report
+        try:
+            live = Liveness(self.catalog.owners.holders())
+            self._records(live, report, repair)
+            self._tasks(live, report, repair)
+            self._orphans(live, report, repair)
+        finally:
+            if repair:
+                self.catalog.owners.release_lease(lease, me)
+        self.passes += 1
+        return report
+
+    def _records(self, live: Liveness, report: Report, repair: bool) -> None:
+        for table in TRANSIENT:
+            for held in self.catalog.owners.held(table):
+                if live.alive(held.held_by):
+                    continue
+                what = f"{held.table[:-1]} {held.id} ({held.status}, held by {held.held_by})"
+                if not repair:
+                    report.stuck.append(f"{what}: its owner {held.held_by} is gone")
+                    continue
+                if not self.catalog.owners.take_over(held):
+                    continue  # another reconciler, or the owner, moved it meanwhile
+                try:
+                    report.actions.append(f"{what}: {self._finish(held)}")
+                    self._gc_due = True
+                except FerryError as exc:
+                    self.catalog.owners.release(held.table, held.id)
+                    report.stuck.append(f"{what}: left for another site: {exc}")
+
+    def _finish(self, held: Held) -> str:
+        """Bring one taken-over row to a final status; say what was done."""
+        act: dict[tuple[str, str], Callable[[str], str]] = {
+            ("images", "saving"): self._upload_cut,
+            ("images", "deleted"): self._delete_image_data,
+            ("volumes", "creating"): lambda i: self._set(self.volumes.volumes, i, "error"),
+            ("volumes", "restoring-backup"): lambda i: self._set(self.volumes.volumes, i, "error"),
+            ("volumes", "backing-up"): self._backup_cut,
+            ("volumes", "deleting"): self._redo(self.volumes.volumes, self.volumes.delete_volume),
+            ("volume_snapshots", "creating"): lambda i: self._set(
+                self.volumes.snapshots, i, "error"
+            ),
+            ("volume_snapshots", "deleting"): self._redo(
+                self.volumes.snapshots, self.volumes.delete_snapshot
+            ),
+            ("servers", "BUILD"): self._build_cut,
+            ("servers", "DELETING"): self._redo(self.volumes.servers, self.volumes.delete_server),
+            ("backups", "creating"): lambda i: self._set(self.volumes.backups, i, "error"),
+            ("backups", "restoring"): lambda i: self._set(self.volumes.backups, i, "available"),
+            ("backups", "deleting"): self._redo(self.volumes.backups, self.volumes.delete_backup),
+        }
+        return act[(held.table, held.status)](held.id)
+
+    def _upload_cut(self, image_id: str) -> str:
+        self.catalog.update_image(image_id, expect_status=("saving",), fields={"status": "queued"})
+        return "upload cut off: back to queued (its partial data is an orphan now)"
+
+    def _delete_image_data(self, image_id: str) -> str:
+        left = []
+        for key in self.catalog.owners.deleted_locations(image_id):
+            store = next((s for s in self.images.stores if s.ref.key_in_catalog == key), None)
+            if store is None:
+                left.append(key)
+                continue
+            with contextlib.suppress(NotFound):
+                store.delete(image_id)
+            self.catalog.forget_location(image_id, store.id)
+        if left:
+            raise NotFound(f"no store of site {self.site} reaches {', '.join(left)}")
+        return "delete finished: its data is gone from every store"
+
+    def _set(self, records: object, record_id: str, status: str) -> str:
+        records.change(record_id, status=status)  # type: ignore[attr-defined]
+        return f"cut off: now {status}"
+
+    def _backup_cut(self, volume_id: str) -> str:
+        volume = self.volumes.volumes.get(volume_id)
+        return self._set(
+            self.volumes.volumes, volume_id, "in-use" if volume.attached_to else "available"
+        )
+
+    def _build_cut(self, server_id: str) -> str:
+        fault = "The server's build was cut off (its ferry process died); delete it."
+        self.volumes.servers.change(server_id, status="ERROR", fault=fault)
+        return "build cut off: now ERROR"
+
+    def _redo(self, records: object, delete: Callable[[str], None]) -> Callable[[str], str]:
+        """A delete cut off: done again from the start (each step is idempotent)."""
+
+        def finish(record_id: str) -> str:
+            self._reachable(records, record_id)
+            records.change(record_id, status="error")  # type: ignore[attr-defined]
+            delete(record_id)
+            return "delete finished"
+
+        return finish
+
+    def _reachable(self, records: object, record_id: str) -> None:
+        record = records.get(record_id)  # type: ignore[attr-defined]
+        az = getattr(record, "availability_zone", None)
+        if az is None and hasattr(record, "volume_id"):
+            az = self.volumes.volumes.get(record.volume_id).availability_zone
+        self.volumes.zone(az)  # InvalidRequest: another site must do it
+
+    def _tasks(self, live: Liveness, report: Report, repair: bool) -> None:
+        for task_id, owner in self.catalog.owners.unfinished_tasks():
+            if owner is None or live.alive(owner):
+                continue
+            if repair:
+                with contextlib.suppress(Conflict, NotFound):  # a worker took it meanwhile
+                    self.catalog.hold_task(task_id, owner, timedelta(0))
+                    report.actions.append(f"task {task_id}: its worker {owner} died: released")
+            else:
+                report.stuck.append(f"task {task_id}: its worker {owner} is gone")
+        for image_id in self.catalog.owners.importing_without_task():
+            back = "uploading" if self.imports.staged(image_id).exists() else "queued"
+            if not repair:
+                report.stuck.append(f"image {image_id} (importing): no task imports it")
+                continue
+            with contextlib.suppress(Conflict, NotFound):
+                self.catalog.update_image(
+                    image_id,
+                    expect_status=("importing",),
+                    fields={"status": back},
+                    set_properties={IMPORTING: ""},
+                    remove_properties={IMPORT_TASK},
+                )
+                report.actions.append(f"image {image_id} (importing): no task: now {back}")
+
+    def _orphans(self, live: Liveness, report: Report, repair: bool) -> None:
+        """Sweep the site's own cluster (every cluster is some site's own, and only that
+        site collects its garbage), its staging area, then collect unreferenced chunks."""
+        repair = repair and self.config.remove_orphans
+        store = self.images.stores.default
+        key = store.ref.key_in_catalog
+        sweep = Sweep(self.catalog, store.cluster, key, live)
+        try:
+            sweep.run(repair=repair)
+        except FerryError as exc:
+            report.errors.append(f"sweep of {key}: {exc}")
+        report.orphans += sweep.removed
+        report.stuck += sweep.kept
+        report.orphans += sweep_staging(
+            self.imports.staging, self.catalog, repair, live_task=self._task_unfinished
+        )
+        if repair and (sweep.removed or self._gc_due):
+            self._gc(report)
+
+    def _task_unfinished(self, task_id: str) -> bool:
+        try:
+            return self.catalog.get_task(task_id).status in ("pending", "processing")
+        except NotFound:
+            return False
+
+    def _gc(self, report: Report) -> None:
+        """Collect the chunks nothing references any more in the site's own embedded cluster."""
+        store = self.images.stores.default
+        cluster = store.cluster
+        if not isinstance(cluster, EmbeddedCluster):
+            return
+        try:
+            freed = cluster.gc()
+        except (Forbidden, InvalidRequest) as exc:
+            report.stuck.append(f"gc of {store.ref.key_in_catalog} skipped: {exc}")
+            return
+        self._gc_due = False
+        if freed.chunks or freed.segments:
+            report.orphans.append(
+                f"gc of {store.ref.key_in_catalog}: {freed.chunks} chunk(s), "
+                f"{freed.segments} segment(s), {freed.bytes_freed} bytes freed"
+            )
