@@ -129,3 +129,114 @@ def test_kill_during_image_delete(sites: Crashable, point: str) -> None:
 
 def _images(sites: Crashable) -> list[dict[str, object]]:
     return list(sites.ok("central", "GET", "/v2/images")["images"])
+
+
+# --- volumes, servers, backups --------------------------------------------------------------
+
+
+def _image_at(sites: Crashable, *stores: str) -> str:
+    """A 12 MiB raw image uploaded at central and copied to ``stores``."""
+    image_id = sites.upload("central", data(12 * MiB))
+    if stores:
+        body = {"method": {"name": "copy-image"}, "stores": list(stores)}
+        sites.ok("central", "POST", f"/v2/images/{image_id}/import", json=body)
+        sites.wait_active("central", image_id, {"default_backend", *stores})
+    return image_id
+
+
+def _volume(sites: Crashable, site: str, image_id: str) -> dict[str, object]:
+    body = {"volume": {"imageRef": image_id, "availability_zone": site}}
+    return dict(sites.ok(site, "POST", "/v3/volumes", json=body)["volume"])
+
+
+def _server(sites: Crashable, site: str, image_id: str) -> dict[str, object]:
+    body = {"server": {"name": "vm", "imageRef": image_id, "availability_zone": site}}
+    return dict(sites.ok(site, "POST", "/v2.1/servers", json=body)["server"])
+
+
+def _records(sites: Crashable, site: str, kind: str) -> list[dict[str, object]]:
+    path = {"volumes": "/v3/volumes", "servers": "/v2.1/servers", "backups": "/v3/backups"}
+    return list(sites.ok(site, "GET", path[kind])[kind])
+
+
+@pytest.mark.parametrize("copied", [True, False], ids=["clone", "with-copy"])
+def test_kill_during_volume_create(sites: Crashable, copied: bool) -> None:
+    sites.start()
+    image_id = _image_at(sites, "dcn1") if copied else _image_at(sites)
+    sites.stop()
+    point = "volume.made" if copied else "copy.window"
+    sites.crash(point, lambda s: _volume(s, "dcn1", image_id))
+    sites.settle()
+    sites.assert_consistent()
+    [volume] = _records(sites, "dcn1", "volumes")
+    assert volume["status"] == "error"  # as Cinder: the user deletes it
+    assert sites.call("dcn1", "DELETE", f"/v3/volumes/{volume['id']}").status_code == 202
+    assert _records(sites, "dcn1", "volumes") == []
+    if not copied:  # the interrupted copy of the image was resumed and finished
+        sites.wait_active("dcn1", image_id, {"central", "dcn1"})
+    sites.assert_consistent()
+
+
+def test_kill_during_server_create(sites: Crashable) -> None:
+    sites.start()
+    image_id = _image_at(sites, "dcn0")
+    sites.stop()
+    sites.crash("server.made", lambda s: _server(s, "dcn0", image_id))
+    sites.settle()
+    sites.assert_consistent()
+    [server] = _records(sites, "dcn0", "servers")
+    detail = sites.ok("dcn0", "GET", f"/v2.1/servers/{server['id']}")["server"]
+    assert detail["status"] == "ERROR" and "cut off" in detail["fault"]["message"]
+    assert sites.call("dcn0", "DELETE", f"/v2.1/servers/{server['id']}").status_code == 204
+    sites.assert_consistent()
+
+
+@pytest.mark.parametrize("point", ["server_image.snapped", "upload.batch"])
+def test_kill_during_server_image_create(sites: Crashable, point: str) -> None:
+    sites.start()
+    image_id = _image_at(sites, "dcn0")
+    server = _server(sites, "dcn0", image_id)
+    sites.stop()
+    body = {"createImage": {"name": "snap"}}
+    path = f"/v2.1/servers/{server['id']}/action"
+    sites.crash(point, lambda s: s.call("dcn0", "POST", path, json=body))
+    sites.settle()
+    sites.assert_consistent()  # the disk's image-<id> snapshot and partial data are gone
+    images = {i["id"]: i["status"] for i in _images(sites)}
+    assert images.pop(image_id) == "active"
+    assert list(images.values()) in ([], ["queued"])
+    assert sites.ok("dcn0", "GET", f"/v2.1/servers/{server['id']}")["server"]["status"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("point", ["backup.snapped", "backup.copied"])
+def test_kill_during_backup(sites: Crashable, point: str) -> None:
+    sites.start()
+    image_id = _image_at(sites, "dcn0")
+    volume = _volume(sites, "dcn0", image_id)
+    sites.stop()
+    body = {"backup": {"volume_id": volume["id"]}}
+    sites.crash(point, lambda s: s.call("central", "POST", "/v3/backups", json=body))
+    sites.settle()
+    sites.assert_consistent()
+    [backup] = _records(sites, "central", "backups")
+    assert backup["status"] == "error"
+    got = sites.ok("dcn0", "GET", f"/v3/volumes/{volume['id']}")["volume"]
+    assert got["status"] == "available"
+    assert sites.call("central", "DELETE", f"/v3/backups/{backup['id']}").status_code == 202
+    sites.ok("central", "POST", "/v3/backups", json=body)  # and a new one works
+    sites.assert_consistent()
+
+
+@pytest.mark.parametrize("kind", ["volume", "server"])
+def test_kill_during_delete(sites: Crashable, kind: str) -> None:
+    sites.start()
+    image_id = _image_at(sites, "dcn0")
+    made = (
+        _volume(sites, "dcn0", image_id) if kind == "volume" else _server(sites, "dcn0", image_id)
+    )
+    sites.stop()
+    path = f"/v3/volumes/{made['id']}" if kind == "volume" else f"/v2.1/servers/{made['id']}"
+    sites.crash(f"{kind}.delete.marked", lambda s: s.call("dcn0", "DELETE", path))
+    sites.settle()
+    sites.assert_consistent()  # and the delete was finished: no record, no block image
+    assert _records(sites, "dcn0", f"{kind}s") == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,13 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ferry import errors
 from ferry.api import discovery, images, tasks, volumes
 from ferry.api.errors import ferry_error
-from ferry.catalog import Catalog
 from ferry.config import Config
-from ferry.images.imports import Imports, Worker
-from ferry.images.service import ImageService
-from ferry.images.stores import Stores
-from ferry.recovery import Heartbeat, Reconciler
-from ferry.volumes import VolumeService
+from ferry.images.imports import Worker
+from ferry.services import open_site
 
 
 def create_app(config: Config, site_name: str) -> FastAPI:
@@ -33,34 +28,24 @@ def create_app(config: Config, site_name: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stores = Stores(config, site_name)
-        catalog = Catalog(config.catalog, stores.catalog_keys)
-        catalog.migrate()
-        recovery = site.recovery
-        heartbeat = Heartbeat(catalog, site_name, timedelta(seconds=recovery.holder_lease_seconds))
-        heartbeat.start()
-        app.state.site = site
-        app.state.site_name = site_name
-        app.state.stores = stores
-        app.state.images = service = ImageService(catalog, stores, config.owner)
-        app.state.imports = imports = Imports(service, site_name, site.imports)
-        app.state.volumes = volumes = VolumeService(config, site_name, service, imports)
-        app.state.reconciler = reconciler = Reconciler(
-            site_name, service, imports, volumes, recovery
-        )
-        workers = [Worker(imports) for _ in range(site.imports.workers)]
-        for worker in workers:
-            worker.start()
-        reconciler.start()  # its first pass finishes what a dead process left behind
-        try:
-            yield
-        finally:
-            reconciler.stop()
+        with open_site(config, site_name) as services:
+            app.state.site = site
+            app.state.site_name = site_name
+            app.state.stores = services.stores
+            app.state.images = services.images
+            app.state.imports = services.imports
+            app.state.volumes = services.volumes
+            app.state.reconciler = services.reconciler
+            workers = [Worker(services.imports) for _ in range(site.imports.workers)]
             for worker in workers:
-                worker.stop()
-            heartbeat.stop()
-            stores.close()
-            catalog.close()
+                worker.start()
+            services.reconciler.start()  # its first pass finishes what a dead process left
+            try:
+                yield
+            finally:
+                services.reconciler.stop()
+                for worker in workers:
+                    worker.stop()
 
     app = FastAPI(
         title=f"ferry API ({site_name}): images, volumes, servers' disks",

@@ -231,9 +231,25 @@ def delete_server(server_id: str, request: Request) -> Response:
     return empty(204)
 
 
+@router.post("/v3/{kind}/{record_id}/action", status_code=202, tags=["volumes"])
+def reset_status(kind: str, record_id: str, body: dict[str, Any], request: Request) -> Response:
+    """Cinder's admin action ``{"os-reset_status": {"status": S}}`` on a volume, snapshot or
+    backup (``kind``: volumes, snapshots, backups)."""
+    noun = {"volumes": "volume", "snapshots": "snapshot", "backups": "backup"}.get(kind)
+    arg = body.get("os-reset_status")
+    if noun is None or len(body) != 1 or not isinstance(arg, dict):
+        raise InvalidRequest('the one action here is {"os-reset_status": {"status": S}}')
+    status = arg.get("status")
+    if not isinstance(status, str):
+        raise InvalidRequest("os-reset_status needs a status")
+    _svc(request).reset_status(noun, record_id, status)
+    return empty(202)
+
+
 @router.post("/v2.1/servers/{server_id}/action", status_code=202, tags=["servers"])
 def server_action(server_id: str, body: dict[str, Any], request: Request) -> Any:
-    """``{"os-stop": null}``, ``{"os-start": null}`` or ``{"createImage": {"name": N}}``."""
+    """``{"os-stop": null}``, ``{"os-start": null}``, ``{"createImage": {"name": N}}`` or
+    ``{"os-resetState": {"state": "active"|"error"}}``."""
     if len(body) != 1:
         raise InvalidRequest("give exactly one action: os-stop, os-start or createImage")
     ((action, arg),) = body.items()
@@ -243,6 +259,12 @@ def server_action(server_id: str, body: dict[str, Any], request: Request) -> Any
             raise InvalidRequest("createImage needs a name")
         image = _svc(request).create_server_image(server_id, name)
         return {"image_id": image.id}
+    if action == "os-resetState":  # Nova's admin way out: {"os-resetState": {"state": S}}
+        state = arg.get("state") if isinstance(arg, dict) else None
+        if state not in ("active", "error"):
+            raise InvalidRequest("os-resetState needs a state: active or error")
+        _svc(request).reset_status("server", server_id, state.upper())
+        return empty(202)
     if action not in ("os-stop", "os-start"):
         raise InvalidRequest(f"unknown server action {action!r}")
     _svc(request).set_power(server_id, on=action == "os-start")

@@ -31,7 +31,7 @@ VolumeStatus = Literal[
     "creating", "available", "in-use", "backing-up", "restoring-backup", "deleting", "error"
 ]
 SnapshotStatus = Literal["creating", "available", "deleting", "error"]
-ServerStatus = Literal["BUILD", "ACTIVE", "SHUTOFF", "ERROR"]
+ServerStatus = Literal["BUILD", "ACTIVE", "SHUTOFF", "ERROR", "DELETING"]
 BackupStatus = Literal["creating", "available", "deleting", "restoring", "error"]
 
 

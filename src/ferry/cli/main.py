@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ferry import errors
-from ferry.cli import block, demo, image, key, serve, server, topology, up, volume
+from ferry.cli import block, check, demo, image, key, serve, server, topology, up, volume
 
 # One table: error class → exit code (errno values, as rbd reports them).
 EXIT_CODES: dict[type[errors.FerryError], int] = {
@@ -36,6 +36,7 @@ app.add_typer(key.app, name="key")
 app.add_typer(server.app, name="server")
 app.add_typer(topology.app, name="topology")
 app.add_typer(volume.app, name="volume")
+app.command("check")(check.check)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.command("up")(up.up)

@@ -144,7 +144,9 @@ class Reconciler:
                 self.volumes.snapshots, self.volumes.delete_snapshot
             ),
             ("servers", "BUILD"): self._build_cut,
-            ("servers", "DELETING"): self._redo(self.volumes.servers, self.volumes.delete_server),
+            ("servers", "DELETING"): self._redo(
+                self.volumes.servers, self.volumes.delete_server, "ERROR"
+            ),
             ("backups", "creating"): lambda i: self._set(self.volumes.backups, i, "error"),
             ("backups", "restoring"): lambda i: self._set(self.volumes.backups, i, "available"),
             ("backups", "deleting"): self._redo(self.volumes.backups, self.volumes.delete_backup),
@@ -184,12 +186,14 @@ class Reconciler:
         self.volumes.servers.change(server_id, status="ERROR", fault=fault)
         return "build cut off: now ERROR"
 
-    def _redo(self, records: object, delete: Callable[[str], None]) -> Callable[[str], str]:
+    def _redo(
+        self, records: object, delete: Callable[[str], None], failed: str = "error"
+    ) -> Callable[[str], str]:
         """A delete cut off: done again from the start (each step is idempotent)."""
 
         def finish(record_id: str) -> str:
             self._reachable(records, record_id)
-            records.change(record_id, status="error")  # type: ignore[attr-defined]
+            records.change(record_id, status=failed)  # type: ignore[attr-defined]
             delete(record_id)
             return "delete finished"
 

@@ -23,6 +23,7 @@ from ferry.recovery.holder import Liveness, running
 log = logging.getLogger(__name__)
 
 _ID = r"[0-9a-fA-F-]{36}"
+_IMAGE_ID = re.compile(_ID)
 _VOLUME = re.compile(rf"volume-({_ID})")
 _DISK = re.compile(rf"({_ID})_disk")
 _BACKUP_BASE = re.compile(rf"volume-{_ID}\.backup\.{_ID}")
@@ -70,9 +71,11 @@ class Sweep:
 
     # --- verdicts: True keep, False orphan, None not ferry's -------------------------------
     def _image_wanted(self, name: str) -> bool | None:
+        if not _IMAGE_ID.fullmatch(name):
+            return None  # not a name ferry makes
         status, holder, busy = self.owners.image_state(name)
         if status is None or status == "deleted":
-            return False if status else None  # an unknown id may be another tool's name
+            return False  # never recorded (the pool is ferry's), or deleted
         if busy or status == "importing" or (status == "saving" and self.live.alive(holder)):
             return True  # a live upload or an import task is writing it
         with contextlib.suppress(NotFound):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 
+from ferry import failpoints
 from ferry.block import ImageSpec
 from ferry.block.ops import apply_diff, copy_image
 from ferry.catalog import BackupRecord, VolumeRecord
@@ -93,6 +94,7 @@ class Backups:
         with zone.cluster.open(vspec) as image:
             image.create_snap(snap)
         undo.add(remove_snap, zone.cluster, vspec, snap)
+        failpoints.reach("backup.snapped")
         if previous is None:
             target.cluster.create(BACKUPS, record.base, record.size * GiB)
             undo.add(target.cluster.remove, BACKUPS, record.base)
@@ -102,6 +104,7 @@ class Backups:
         ):
             since = previous.source_snap if previous else None
             moved = apply_diff(src, dst, src.diff(since))
+            failpoints.reach("backup.copied")
             dst.create_snap(snap)
         return moved
 

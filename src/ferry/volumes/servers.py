@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import uuid
 
+from ferry import failpoints
 from ferry.block import ImageSpec
 from ferry.catalog import ImageRecord, ServerRecord
 from ferry.catalog.resources import ServerStatus
@@ -81,6 +82,7 @@ class Servers:
             undo.add(self.servers.remove, record.id)
             undo.add(remove_image, zone.cluster, spec)  # whatever of it got made
             source = self.zones.from_image(zone, spec, image, None, missing_image)
+            failpoints.reach("server.made")
             return self.servers.change(record.id, status="ACTIVE", image_source=source)
 
     def _boot_volume(self, zone: Zone, record: ServerRecord, volume_id: str) -> ServerRecord:
@@ -124,16 +126,21 @@ class Servers:
         return self.servers.change(server_id, expect=(was,), status=want)
 
     def delete_server(self, server_id: str) -> None:
-        server = self.servers.get(server_id)
-        if server.volume_id is None:
-            zone = self.zones.zone(server.availability_zone)
-            with contextlib.suppress(NotFound):
-                remove_image(zone.cluster, ImageSpec(VMS, disk_name(server_id)))
-        else:
-            with contextlib.suppress(NotFound, Conflict):  # an ERROR server never attached it
-                self.volumes.change(
-                    server.volume_id, expect=("in-use",), status="available", attached_to=None
-                )
+        """Marked DELETING first: if the process dies, the reconciler finishes the delete."""
+        before = self.servers.get(server_id)
+        with Undo() as undo:
+            server = self.servers.change(server_id, status="DELETING")
+            undo.add(self.servers.change, server_id, status=before.status)
+            failpoints.reach("server.delete.marked")
+            if server.volume_id is None:
+                zone = self.zones.zone(server.availability_zone)
+                with contextlib.suppress(NotFound):
+                    remove_image(zone.cluster, ImageSpec(VMS, disk_name(server_id)))
+            else:
+                with contextlib.suppress(NotFound, Conflict):  # an ERROR one never attached it
+                    self.volumes.change(
+                        server.volume_id, expect=("in-use",), status="available", attached_to=None
+                    )
         self.servers.remove(server_id)
 
     def create_server_image(self, server_id: str, name: str) -> ImageRecord:
@@ -149,15 +156,18 @@ class Servers:
         image = self._new_image(server, name)
         with Undo() as undo:
             undo.add(self.zones.images.delete, image.id)
+            # The image is saving (held by this process) before the disk has the snapshot
+            # ``image-<id>``: the reconciler removes such a snapshot only once that hold ends.
+            upload = self.zones.images.start_upload(image.id, zone.store.id, None)
+            undo.add(upload.abort)
             snap = f"image-{image.id}"
             with zone.cluster.open(spec) as disk:
                 disk.create_snap(snap)
+            failpoints.reach("server_image.snapped")
             try:
                 at = ImageSpec(spec.pool, spec.name, snap)
                 with zone.cluster.open(at, read_only=True) as at_snap:
                     size = at_snap.stat().size
-                    upload = self.zones.images.start_upload(image.id, zone.store.id, size)
-                    undo.add(upload.abort)
                     for chunk in read_range(at_snap, 0, size):
                         upload.feed(chunk)
                     return upload.finish()

@@ -19,7 +19,11 @@ the one object the API, the CLI and the tests hold.
 
 from __future__ import annotations
 
+from typing import Any
+
+from ferry.catalog.resources import Records
 from ferry.config import Config
+from ferry.errors import InvalidRequest
 from ferry.images.imports import Imports
 from ferry.images.service import ImageService
 from ferry.volumes.backups import Backups
@@ -28,6 +32,8 @@ from ferry.volumes.volumes import Volumes
 from ferry.volumes.zones import VMS, VOLUMES, Zones, disk_name, volume_name
 
 __all__ = ["VMS", "VOLUMES", "VolumeService", "disk_name", "volume_name"]
+
+RESETTABLE_VOLUME = ("available", "error", "in-use")
 
 
 class VolumeService(Zones):
@@ -49,3 +55,25 @@ class VolumeService(Zones):
         self.create_backup = backups.create_backup
         self.restore_backup = backups.restore_backup
         self.delete_backup = backups.delete_backup
+
+    def reset_status(self, kind: str, record_id: str, status: str) -> None:
+        """Cinder's ``os-reset_status`` and Nova's ``os-resetState``: an admin's way out of a
+        stuck status. Only to a final status, so nothing is left waiting on a holder."""
+        table: dict[str, tuple[Records[Any], tuple[str, ...]]] = {
+            "volume": (self.volumes, RESETTABLE_VOLUME),
+            "snapshot": (self.snapshots, ("available", "error")),
+            "backup": (self.backups, ("available", "error")),
+            "server": (self.servers, ("ACTIVE", "ERROR")),
+        }
+        records, allowed = table[kind]
+        if status not in allowed:
+            raise InvalidRequest(
+                f"Invalid status {status!r} for a {kind}: reset to one of {', '.join(allowed)}"
+            )
+        current = records.get(record_id)
+        if kind == "volume" and (status == "in-use") != (current.attached_to is not None):
+            raise InvalidRequest(
+                f"Volume {record_id} is {'' if current.attached_to else 'not '}attached: "
+                f"it cannot be reset to {status}"
+            )
+        records.change(record_id, status=status)

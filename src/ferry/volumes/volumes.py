@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferry import failpoints
 from ferry.block import ImageSpec
 from ferry.catalog import ImageRecord, SnapshotRecord, VolumeRecord
 from ferry.errors import Conflict, InUse, InvalidRequest, NotFound
@@ -95,6 +96,7 @@ class Volumes:
             undo.add(self.volumes.remove, record.id)
             undo.add(remove_image, zone.cluster, spec)  # whatever of it got made
             made = src.make(zone, spec, size * GiB)
+            failpoints.reach("volume.made")
             return self.volumes.change(record.id, status="available", source=src.source | made)
 
     def _from_snapshot(self, snapshot_id: str, az: str | None) -> Source:
@@ -151,6 +153,7 @@ class Volumes:
         with Undo() as undo:
             self.volumes.change(volume_id, expect=("available", "error"), status="deleting")
             undo.add(self.volumes.change, volume_id, status=volume.status)
+            failpoints.reach("volume.delete.marked")
             with contextlib.suppress(NotFound):
                 remove_image(zone.cluster, spec)
         self.volumes.remove(volume_id)
