@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.errors import FerryError, InvalidRequest, StorageFull
+from ferry.errors import Cancelled, FerryError, InvalidRequest, StorageFull, TooLarge
 from ferry.images import convert
 from ferry.images.convert import Limits, check_safe, convert_to_raw, info
 from ferry.images.formats import HEAD, inspect
@@ -280,6 +280,36 @@ def test_timeout_kills_qemu_img(tmp_path: Path, out: Path, monkeypatch: pytest.M
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "pid").read_text()), 0)
     assert not (out / "disk.raw").exists()
+
+
+def test_cancel_kills_qemu_img(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A DELETE of the image while it converts: qemu-img is killed, nothing is left.
+    (tmp_path / "a.raw").write_bytes(b"x" * 4096)
+    fake_qemu_img(tmp_path, monkeypatch, f"echo $$ > {tmp_path / 'pid'}\nexec sleep 60")
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # not at the first look, at the second
+
+    with pytest.raises(Cancelled):
+        convert_to_raw(tmp_path / "a.raw", "raw", out / "disk.raw", cancelled=cancelled)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "pid").read_text()), 0)
+    assert not (out / "disk.raw").exists()
+
+
+def test_virtual_size_over_the_cap_is_refused_before_converting(tmp_path: Path, out: Path) -> None:
+    # A few hundred KB of qcow2 that says 8 TiB: refused before qemu-img writes a byte.
+    src = tmp_path / "huge.qcow2"
+    qemu_img("create", "-f", "qcow2", src, "8T")
+    assert src.stat().st_size < 1 << 20
+    with pytest.raises(TooLarge, match=r"virtual size \(8796093022208 bytes\) is over"):
+        convert_to_raw(src, "qcow2", out / "disk.raw", limits=Limits(max_virtual_size=1 << 40))
+    assert not (out / "disk.raw").exists()
+    qemu_img("create", "-f", "qcow2", src, "1M")  # within the cap: converted
+    convert_to_raw(src, "qcow2", out / "disk.raw", limits=Limits(max_virtual_size=1 << 40))
+    assert (out / "disk.raw").stat().st_size == 1 << 20
 
 
 def test_disk_full_is_storage_full(

@@ -255,7 +255,9 @@ def sites(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crashable]
     raw = yaml.safe_load(path.read_text())
     for name, site in raw["sites"].items():
         site["recovery"] = {"interval_seconds": 1}
-        site["imports"] = {"lease_seconds": 3, "staging": str(tmp_path / f"staging-{name}")}
+        # Default import leases (30 s): a dead worker's task must be released by the
+        # reconciler at once, not by its lease lapsing.
+        site["imports"] = {"staging": str(tmp_path / f"staging-{name}")}
     raw["sites"]["central"]["imports"]["allow_hosts"] = ["127.0.0.1"]
     path.write_text(yaml.safe_dump(raw))
     config = parse(raw)
