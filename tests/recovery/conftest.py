@@ -153,9 +153,9 @@ class Crashable:
     # --- checks ----------------------------------------------------------------------------
     def assert_consistent(self) -> None:
         """``consistent()``, at once on embedded clusters. On Ceph, a block image the killed
-        process had open keeps its watch until the OSDs time it out (30 s), and ``rbd rm``
-        refuses it until then: the reconciler's next passes remove it."""
-        deadline = time.monotonic() + (0 if self.kind == "embedded" else 90)
+        process had open keeps its watch until the OSDs time it out (osd_client_watch_timeout)
+        and ``rbd rm`` refuses it until then: the reconciler's next passes remove it."""
+        deadline = time.monotonic() + (0 if self.kind == "embedded" else 60)
         while True:
             try:
                 self.consistent()
@@ -247,6 +247,15 @@ def _cluster_of(url: str, targets: dict[str, str]) -> str:
 
 def _admin(target: str) -> Cluster:
     return connect(target)
+
+
+def points(*names: str) -> list[Any]:
+    """(driver, failpoint) parameters: every point on embedded clusters, the first also on
+    Ceph (each operation is killed on real Ceph too, within CI's time)."""
+    return [*(("embedded", n) for n in names), pytest.param("ceph", names[0], marks=CEPH)]
+
+
+CEPH = pytest.mark.ceph
 
 
 @pytest.fixture(params=["embedded", pytest.param("ceph", marks=pytest.mark.ceph)])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ferry.api.bodies import JsonRoute, limits
 from ferry.api.errors import empty
 from ferry.catalog import BackupRecord, ServerRecord, SnapshotRecord, VolumeRecord
-from ferry.errors import InvalidRequest, TooLarge
+from ferry.errors import InvalidRequest, NotFound, TooLarge
 from ferry.volumes.service import VMS, VOLUMES, VolumeService, disk_name, volume_name
 
 router = APIRouter(route_class=JsonRoute)
@@ -236,8 +236,10 @@ def reset_status(kind: str, record_id: str, body: dict[str, Any], request: Reque
     """Cinder's admin action ``{"os-reset_status": {"status": S}}`` on a volume, snapshot or
     backup (``kind``: volumes, snapshots, backups)."""
     noun = {"volumes": "volume", "snapshots": "snapshot", "backups": "backup"}.get(kind)
+    if noun is None:
+        raise NotFound(f"no such resource: /v3/{kind}")
     arg = body.get("os-reset_status")
-    if noun is None or len(body) != 1 or not isinstance(arg, dict):
+    if len(body) != 1 or not isinstance(arg, dict):
         raise InvalidRequest('the one action here is {"os-reset_status": {"status": S}}')
     status = arg.get("status")
     if not isinstance(status, str):

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Row, delete, false, func, insert, select, text, update
 
 from ferry.catalog import listing, owners, resources, rows
 from ferry.catalog.engine import create_engines
@@ -433,11 +433,17 @@ class Catalog:
         )
         if expect_status is not None:
             stmt = stmt.where(images.c.status.in_(list(expect_status)))
+        if "status" in changes:  # not while another process holds it (an upload, a clean-up)
+            mine = images.c.held_by == self.holder if self.holder else false()
+            stmt = stmt.where(images.c.held_by.is_(None) | mine)
         if conn.execute(stmt).rowcount == 1:
             return
-        current = conn.execute(select(images.c.status).where(images.c.id == image_id)).scalar()
+        row = conn.execute(select(images.c.status, images.c.held_by).where(images.c.id == image_id))
+        current, holder = row.first() or (None, None)
         if current is None or current == "deleted":
             raise NotFound(f"No image found with ID {image_id}")
+        if holder is not None and holder != self.holder and current in (expect_status or ()):
+            raise Conflict(f"Image {image_id} is being worked on by {holder}; try again later")
         raise Conflict(
             f"Image {image_id} has status {current}, not {' or '.join(sorted(expect_status or ()))}"
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import sqlalchemy.exc
 from sqlalchemy import Table, delete, insert, select, update
 
 from ferry.catalog.records import UNFINISHED, utcnow
@@ -107,18 +108,26 @@ class Owners:
         with self._catalog._transaction(write=True) as conn:
             row = conn.execute(select(leases).where(leases.c.name == name)).first()
             if row is None:
-                conn.execute(
-                    insert(leases).values(name=name, holder=holder, expires_at=now + lease)
-                )
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            insert(leases).values(name=name, holder=holder, expires_at=now + lease)
+                        )
+                except sqlalchemy.exc.IntegrityError:
+                    return False  # another server inserted it first
                 return True
             if row.holder != holder and row.expires_at > now:
                 return False
-            conn.execute(
+            taken = conn.execute(
                 update(leases)
-                .where(leases.c.name == name, leases.c.holder == row.holder)
+                .where(
+                    leases.c.name == name,
+                    leases.c.holder == row.holder,
+                    leases.c.expires_at == row.expires_at,
+                )
                 .values(holder=holder, expires_at=now + lease)
             )
-            return True
+            return bool(taken.rowcount == 1)
 
     def release_lease(self, name: str, holder: str) -> None:
         with self._catalog._transaction(write=True) as conn:
@@ -147,6 +156,17 @@ class Owners:
             update(t)
             .where(t.c.id == held.id, t.c.status == held.status, was)
             .values(held_by=self._catalog.holder, updated_at=utcnow())
+        )
+        with self._catalog._transaction(write=True) as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def claim_image(self, image_id: str, status: str) -> bool:
+        """Hold an image row nobody holds, still in ``status``, for this catalogue's holder
+        (the sweep, while it removes the image's orphan data: no upload can start then)."""
+        stmt = (
+            update(images)
+            .where(images.c.id == image_id, images.c.status == status, images.c.held_by.is_(None))
+            .values(held_by=self._catalog.holder)
         )
         with self._catalog._transaction(write=True) as conn:
             return bool(conn.execute(stmt).rowcount == 1)

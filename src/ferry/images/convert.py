@@ -81,12 +81,15 @@ class Limits:
     max_virtual_size: int = 1 << 40
 
 
-def check_safe(path: Path, fmt: str, *, limits: Limits = Limits()) -> None:
-    """Refuse images that would make qemu-img read anything but this file."""
+def check_safe(path: Path, fmt: str, *, limits: Limits = Limits()) -> dict[str, Any] | None:
+    """Refuse images that would make qemu-img read anything but this file; return qemu-img's
+    report of it (None for raw and iso, which qemu-img is not asked about)."""
     if fmt in ("raw", "iso"):
-        return  # raw: qemu-img -f raw reads the bytes as data; iso is never converted
+        return None  # raw: qemu-img -f raw reads the bytes as data; iso is never converted
     # info() checks the header first: qemu-img reads nothing of an image refused there.
-    _check_info(path, fmt, info(path, fmt, limits=limits))
+    report = info(path, fmt, limits=limits)
+    _check_info(path, fmt, report)
+    return report
 
 
 def convert_to_raw(
@@ -106,9 +109,8 @@ def convert_to_raw(
     """
     if fmt not in DRIVERS:
         raise InvalidRequest(f"{fmt} images are not converted to raw")
-    if fmt not in ("raw", "iso"):
-        report = info(src, fmt, limits=limits)
-        _check_info(src, fmt, report)
+    report = check_safe(src, fmt, limits=limits)
+    if report is not None:
         virtual = report.get("virtual-size")
         if not isinstance(virtual, int) or virtual > limits.max_virtual_size:
             raise TooLarge(
@@ -346,18 +348,20 @@ def _wait(
     """Collect a process's output; kill and reap it on timeout or once ``cancelled()``."""
     deadline = time.monotonic() + timeout
     with proc:
-        while True:
-            try:
-                out, err = proc.communicate(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:
-                late = time.monotonic() > deadline
-                if late or cancelled():
-                    proc.kill()
-                    proc.communicate()
-                    if late:
+        try:
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
                         raise
-                    raise Cancelled("qemu-img was stopped: the import was cancelled") from None
+                    if cancelled():
+                        raise Cancelled("qemu-img was stopped: the import was cancelled") from None
+        except BaseException:  # timed out, cancelled, or the caller's own failure
+            proc.kill()
+            proc.communicate()
+            raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

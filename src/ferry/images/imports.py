@@ -317,10 +317,17 @@ class Imports:
         if converted:  # Glance records what it stored
             fields["disk_format"] = "raw"
         failpoints.reach("import.ingested")
-        job.check()
-        self.service.catalog.add_location(
-            image_id, store.active_location(image_id), expect_status=("importing",), fields=fields
-        )
+        try:
+            job.check()
+            self.service.catalog.add_location(
+                image_id,
+                store.active_location(image_id),
+                expect_status=("importing",),
+                fields=fields,
+            )
+        except (Cancelled, NotFound):  # deleted meanwhile: leave none of its data
+            _drop(store, image_id, None)
+            raise
         self._done_with(image_id, store_id)
         job.commit(phase="copy")
         if req.method == "glance-direct":
@@ -569,6 +576,8 @@ class _Job:
             self.done(self.progress)
         except (LostLease, Cancelled):
             return True
+        except FerryError as exc:  # the catalogue is down: go on, ask again next time
+            log.warning("task %s could not ask whether to go on: %s", self.task.id, exc)
         return False
 
     def commit(self, **checkpoint: object) -> None:

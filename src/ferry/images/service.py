@@ -201,13 +201,15 @@ class ImageService:
             )
         self.catalog.delete_image(image_id)  # durable: the record says which data to remove
         failpoints.reach("image.delete.marked")
-        for store in stores:
-            if self._drop_data(store, image_id):
-                failpoints.reach("image.delete.store")
-                self.catalog.forget_location(image_id, store.id)
-        # What is left (a store that failed, or one this site does not reach) is the
-        # reconciler's to finish, here or at a site that reaches it.
-        self.catalog.owners.release("images", image_id)
+        try:
+            for store in stores:
+                if self._drop_data(store, image_id):
+                    failpoints.reach("image.delete.store")
+                    self.catalog.forget_location(image_id, store.id)
+        finally:
+            # What is left (a store that failed, or one this site does not reach) is the
+            # reconciler's to finish, here or at a site that reaches it.
+            self.catalog.owners.release("images", image_id)
 
     def set_tag(
         self, image_id: str, tag: str, present: bool, limits: LimitsConfig = DEFAULT_LIMITS

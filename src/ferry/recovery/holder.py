@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from ferry.catalog import Catalog
 from ferry.catalog.owners import Holder
 from ferry.catalog.records import utcnow
 from ferry.errors import FerryError
+from ferry.recovery.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ class Heartbeat:
             started_at=utcnow(),
             expires_at=utcnow() + lease,
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"holder-{site}", daemon=True)
+        self._beat = Periodic(f"holder-{site}", lease.total_seconds() / 3, self._renew, now=False)
 
     @property
     def id(self) -> str:
@@ -47,32 +46,35 @@ class Heartbeat:
     def start(self) -> None:
         self.catalog.owners.renew(self.holder, self.lease)
         self.catalog.holder = self.id
-        self._thread.start()
+        self._beat.start()
 
     def stop(self) -> None:
         """Stop renewing and drop the row: what this process still held is now reconciled."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._beat.stop()
         try:
             self.catalog.owners.drop(self.id)
         except FerryError as exc:
             log.warning("could not drop holder %s: %s", self.id, exc)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lease.total_seconds() / 3):
-            try:
-                self.catalog.owners.renew(self.holder, self.lease)
-            except FerryError as exc:  # the catalogue is down: try again next beat
-                log.warning("holder %s could not renew: %s", self.id, exc)
+    def _renew(self) -> None:
+        self.catalog.owners.renew(self.holder, self.lease)
 
 
 class Liveness:
-    """Which holders are alive, as read once: a pass judges every row by one snapshot."""
+    """Which holders are alive, as read at the start of a pass; a holder not seen then (a
+    process that started since) is looked up again before it is called dead."""
 
-    def __init__(self, holders: Iterable[Holder]) -> None:
+    def __init__(self, read: Callable[[], Iterable[Holder]]) -> None:
+        self._read = read
+        self._alive: set[str] = set()
+        self._seen: set[str] = set()
+        self._load()
+
+    def _load(self) -> None:
         now = utcnow()
         host = socket.gethostname()
+        holders = list(self._read())
+        self._seen = {h.id for h in holders}
         self._alive = {
             h.id for h in holders if h.expires_at > now and (h.host != host or running(h.pid))
         }
@@ -81,7 +83,10 @@ class Liveness:
         """True while ``holder_id`` (or the holder a task worker's name starts with) lives."""
         if holder_id is None:
             return False
-        return holder_id.split("/", 1)[0] in self._alive
+        holder = holder_id.split("/", 1)[0]
+        if holder not in self._seen:
+            self._load()
+        return holder in self._alive
 
 
 def running(pid: int) -> bool:

@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from ferry.block.embedded import EmbeddedCluster
 from ferry.catalog.owners import TRANSIENT, Held
+from ferry.catalog.resources import Records
 from ferry.config import RecoveryConfig
 from ferry.errors import Conflict, FerryError, Forbidden, InvalidRequest, NotFound
 from ferry.images.imports import IMPORT_TASK, IMPORTING, Imports
 from ferry.images.service import ImageService
 from ferry.recovery.holder import Liveness
+from ferry.recovery.periodic import Periodic
 from ferry.recovery.sweep import Sweep, sweep_staging
 from ferry.volumes import VolumeService
 
@@ -67,27 +69,19 @@ class Reconciler:
         self.config = config
         self.passes = 0
         self._gc_due = True
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"reconcile-{site}", daemon=True)
+        self._acts = self._actions()
+        self._thread = Periodic(f"reconcile-{site}", config.interval_seconds, self._pass, now=True)
 
     # --- thread ----------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._thread.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                report = self.run()
-                for line in report.lines:
-                    log.warning("reconcile %s: %s", self.site, line)
-            except Exception:  # a broken catalogue must not kill the thread
-                log.exception("reconcile pass of site %s", self.site)
-            self._stop.wait(self.config.interval_seconds)
+    def _pass(self) -> None:
+        for line in self.run().lines:
+            log.warning("reconcile %s: %s", self.site, line)
 
     # --- a pass ----------------------------------------------------------------------------
     def run(self, *, repair: bool = True) -> Report:
@@ -100,7 +94,8 @@ class Reconciler:
             report.stuck.append(f"another server holds {lease}: it reconciles this site")
             return report
         try:
-            live = Liveness(self.catalog.owners.holders())
+            self.catalog.owners.forget_lapsed(timedelta(hours=1))
+            live = Liveness(self.catalog.owners.holders)
             self._records(live, report, repair)
             self._tasks(live, report, repair)
             self._orphans(live, report, repair)
@@ -113,8 +108,8 @@ class Reconciler:
     def _records(self, live: Liveness, report: Report, repair: bool) -> None:
         for table in TRANSIENT:
             for held in self.catalog.owners.held(table):
-                if live.alive(held.held_by):
-                    continue
+                if live.alive(held.held_by) or not self._reaches(held):
+                    continue  # working, or another site's to finish
                 what = f"{held.table[:-1]} {held.id} ({held.status}, held by {held.held_by})"
                 if not repair:
                     report.stuck.append(f"{what}: its owner {held.held_by} is gone")
@@ -122,36 +117,52 @@ class Reconciler:
                 if not self.catalog.owners.take_over(held):
                     continue  # another reconciler, or the owner, moved it meanwhile
                 try:
-                    report.actions.append(f"{what}: {self._finish(held)}")
+                    report.actions.append(
+                        f"{what}: {self._acts[(held.table, held.status)](held.id)}"
+                    )
                     self._gc_due = True
                 except FerryError as exc:
+                    report.stuck.append(f"{what}: {exc}")
+                finally:  # a row not brought to a final status is anyone's again
                     self.catalog.owners.release(held.table, held.id)
-                    report.stuck.append(f"{what}: left for another site: {exc}")
 
-    def _finish(self, held: Held) -> str:
-        """Bring one taken-over row to a final status; say what was done."""
-        act: dict[tuple[str, str], Callable[[str], str]] = {
+    def _actions(self) -> dict[tuple[str, str], Callable[[str], str]]:
+        """What brings a cut-off row of (table, status) to a final status; says what it did."""
+        v = self.volumes
+        return {
             ("images", "saving"): self._upload_cut,
             ("images", "deleted"): self._delete_image_data,
-            ("volumes", "creating"): lambda i: self._set(self.volumes.volumes, i, "error"),
-            ("volumes", "restoring-backup"): lambda i: self._set(self.volumes.volumes, i, "error"),
+            ("volumes", "creating"): _set(v.volumes, "error"),
+            ("volumes", "restoring-backup"): _set(v.volumes, "error"),
             ("volumes", "backing-up"): self._backup_cut,
-            ("volumes", "deleting"): self._redo(self.volumes.volumes, self.volumes.delete_volume),
-            ("volume_snapshots", "creating"): lambda i: self._set(
-                self.volumes.snapshots, i, "error"
-            ),
-            ("volume_snapshots", "deleting"): self._redo(
-                self.volumes.snapshots, self.volumes.delete_snapshot
-            ),
+            ("volumes", "deleting"): _redo(v.volumes, v.delete_volume, "error"),
+            ("volume_snapshots", "creating"): _set(v.snapshots, "error"),
+            ("volume_snapshots", "deleting"): _redo(v.snapshots, v.delete_snapshot, "error"),
             ("servers", "BUILD"): self._build_cut,
-            ("servers", "DELETING"): self._redo(
-                self.volumes.servers, self.volumes.delete_server, "ERROR"
-            ),
-            ("backups", "creating"): lambda i: self._set(self.volumes.backups, i, "error"),
-            ("backups", "restoring"): lambda i: self._set(self.volumes.backups, i, "available"),
-            ("backups", "deleting"): self._redo(self.volumes.backups, self.volumes.delete_backup),
+            ("servers", "DELETING"): _redo(v.servers, v.delete_server, "ERROR"),
+            ("backups", "creating"): _set(v.backups, "error"),
+            ("backups", "restoring"): _set(v.backups, "available"),
+            ("backups", "deleting"): _redo(v.backups, v.delete_backup, "error"),
         }
-        return act[(held.table, held.status)](held.id)
+
+    def _reaches(self, held: Held) -> bool:
+        """Whether this site can finish ``held``: a delete needs the data's cluster."""
+        if held.table == "images":
+            keys = {s.ref.key_in_catalog for s in self.images.stores}
+            return held.status != "deleted" or bool(
+                keys & set(self.catalog.owners.deleted_locations(held.id))
+            )
+        if held.status not in ("deleting", "DELETING"):
+            return True  # a status change in the catalogue: any site
+        try:
+            record = getattr(self.volumes, held.table.removeprefix("volume_")).get(held.id)
+            az = getattr(record, "availability_zone", None)
+            if az is None:  # a snapshot: its volume's zone
+                az = self.volumes.volumes.get(record.volume_id).availability_zone
+            self.volumes.zone(az)
+        except FerryError:
+            return False
+        return True
 
     def _upload_cut(self, image_id: str) -> str:
         self.catalog.update_image(image_id, expect_status=("saving",), fields={"status": "queued"})
@@ -168,43 +179,19 @@ class Reconciler:
                 store.delete(image_id)
             self.catalog.forget_location(image_id, store.id)
         if left:
-            raise NotFound(f"no store of site {self.site} reaches {', '.join(left)}")
+            raise NotFound(f"left for a site that reaches {', '.join(left)}")
         return "delete finished: its data is gone from every store"
-
-    def _set(self, records: object, record_id: str, status: str) -> str:
-        records.change(record_id, status=status)  # type: ignore[attr-defined]
-        return f"cut off: now {status}"
 
     def _backup_cut(self, volume_id: str) -> str:
         volume = self.volumes.volumes.get(volume_id)
-        return self._set(
-            self.volumes.volumes, volume_id, "in-use" if volume.attached_to else "available"
+        return _set(self.volumes.volumes, "in-use" if volume.attached_to else "available")(
+            volume_id
         )
 
     def _build_cut(self, server_id: str) -> str:
         fault = "The server's build was cut off (its ferry process died); delete it."
         self.volumes.servers.change(server_id, status="ERROR", fault=fault)
         return "build cut off: now ERROR"
-
-    def _redo(
-        self, records: object, delete: Callable[[str], None], failed: str = "error"
-    ) -> Callable[[str], str]:
-        """A delete cut off: done again from the start (each step is idempotent)."""
-
-        def finish(record_id: str) -> str:
-            self._reachable(records, record_id)
-            records.change(record_id, status=failed)  # type: ignore[attr-defined]
-            delete(record_id)
-            return "delete finished"
-
-        return finish
-
-    def _reachable(self, records: object, record_id: str) -> None:
-        record = records.get(record_id)  # type: ignore[attr-defined]
-        az = getattr(record, "availability_zone", None)
-        if az is None and hasattr(record, "volume_id"):
-            az = self.volumes.volumes.get(record.volume_id).availability_zone
-        self.volumes.zone(az)  # InvalidRequest: another site must do it
 
     def _tasks(self, live: Liveness, report: Report, repair: bool) -> None:
         for task_id, owner in self.catalog.owners.unfinished_tasks():
@@ -273,3 +260,24 @@ class Reconciler:
                 f"gc of {store.ref.key_in_catalog}: {freed.chunks} chunk(s), "
                 f"{freed.segments} segment(s), {freed.bytes_freed} bytes freed"
             )
+
+
+def _set(records: Records[Any], status: str) -> Callable[[str], str]:
+    def act(record_id: str) -> str:
+        records.change(record_id, status=status)
+        return f"cut off: now {status}"
+
+    return act
+
+
+def _redo(
+    records: Records[Any], delete: Callable[[str], None], failed: str
+) -> Callable[[str], str]:
+    """A delete cut off: done again from the start (each of its steps is idempotent)."""
+
+    def act(record_id: str) -> str:
+        records.change(record_id, status=failed)
+        delete(record_id)
+        return "delete finished"
+
+    return act

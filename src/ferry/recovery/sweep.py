@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ _SNAPSHOT = re.compile(rf"snapshot-({_ID})")
 _BACKUP_SNAP = re.compile(rf"backup\.({_ID})")
 _CLONE_SNAP = re.compile(rf"volume-({_ID})\.clone_snap")
 _IMAGE_SNAP = re.compile(r"image-(.{1,36})")
+STAGED_GRACE = 10.0  # seconds
 
 
 class Sweep:
@@ -43,6 +45,8 @@ class Sweep:
         self.owners = catalog.owners
         self.cluster = cluster
         self.key = key
+        self._bases: set[str] | None = None
+        self._claimable: dict[str, str] = {}  # image id -> the status its record was seen in
         self.removed: list[str] = []
         self.kept: list[str] = []  # orphans that could not go (clones hang off them)
 
@@ -80,7 +84,9 @@ class Sweep:
             return True  # a live upload or an import task is writing it
         with contextlib.suppress(NotFound):
             locations = self.catalog.get_image(name).locations
-            return any(self.catalog.store_key(loc.store) == self.key for loc in locations)
+            if any(self.catalog.store_key(loc.store) == self.key for loc in locations):
+                return True
+            self._claimable[name] = status  # a live record: hold it while the data goes
         return False
 
     def _volume_wanted(self, name: str) -> bool | None:
@@ -94,7 +100,9 @@ class Sweep:
     def _backup_wanted(self, name: str) -> bool | None:
         if not _BACKUP_BASE.fullmatch(name):
             return None
-        return name in self.owners.backup_bases()
+        if self._bases is None:  # read once a sweep
+            self._bases = self.owners.backup_bases()
+        return name in self._bases
 
     def _snap_wanted(self, snap: str) -> bool:
         for pattern, table in (
@@ -114,6 +122,9 @@ class Sweep:
         if not repair:
             self.removed.append(f"orphan {self.key}:{spec}")
             return
+        status = self._claimable.get(spec.name) if spec.pool == "images" else None
+        if status is not None and not self.owners.claim_image(spec.name, status):
+            return  # an upload or import took the image meanwhile: its data is wanted
         try:
             purge(self.cluster, spec)
         except InUse as exc:
@@ -121,6 +132,9 @@ class Sweep:
             return
         except NotFound:
             return  # its owner removed it meanwhile
+        finally:
+            if status is not None:
+                self.owners.release("images", spec.name)
         self.removed.append(f"removed orphan {self.key}:{spec}")
 
     def _snapshots(self, spec: ImageSpec, repair: bool) -> None:
@@ -150,15 +164,23 @@ class Sweep:
 
 
 def purge(cluster: Cluster, spec: ImageSpec) -> None:
-    """Remove a block image with all its snapshots; InUse while clones hang off one."""
-    with cluster.open(ImageSpec(spec.pool, spec.name)) as image:
-        for snap in image.list_snaps():
-            if image.children(snap.name):
-                raise InUse(f"{spec}@{snap.name} has clones")
-        for snap in image.list_snaps():
-            if snap.protected:
-                image.unprotect_snap(snap.name)
-            image.remove_snap(snap.name)
+    """Remove a block image with all its snapshots; InUse while clones hang off one.
+
+    A listed image that does not open was cut off while being made or removed (Ceph keeps
+    its directory entry): removing it again clears what is left.
+    """
+    try:
+        with cluster.open(ImageSpec(spec.pool, spec.name)) as image:
+            for snap in image.list_snaps():
+                if image.children(snap.name):
+                    raise InUse(f"{spec}@{snap.name} has clones")
+            for snap in image.list_snaps():
+                if snap.protected:
+                    image.unprotect_snap(snap.name)
+                image.remove_snap(snap.name)
+    except NotFound:
+        if spec.name not in cluster.list_images(spec.pool):
+            raise  # gone: its owner removed it meanwhile
     cluster.remove(spec.pool, spec.name)
 
 
@@ -182,8 +204,9 @@ def sweep_staging(
             keep = pid.isdigit() and running(int(pid))
         elif name.startswith("."):
             keep = live_task(name.rpartition(".")[2])
-        else:
-            keep = catalog.owners.image_state(name)[0] in ("uploading", "importing")
+        else:  # renamed into place just before its image becomes uploading: a grace
+            fresh = time.time() - entry.stat().st_mtime < STAGED_GRACE
+            keep = fresh or catalog.owners.image_state(name)[0] in ("uploading", "importing")
         if keep:
             continue
         if repair:

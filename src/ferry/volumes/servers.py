@@ -23,6 +23,7 @@ from ferry.volumes.zones import (
     Zones,
     disk_name,
     remove_image,
+    remove_snap,
     volume_name,
 )
 
@@ -170,10 +171,9 @@ class Servers:
                     size = at_snap.stat().size
                     for chunk in read_range(at_snap, 0, size):
                         upload.feed(chunk)
-                    return upload.finish()
-            finally:
-                with zone.cluster.open(spec) as disk:
-                    disk.remove_snap(snap)
+            finally:  # while the image is still saving: the snapshot is ours to remove
+                remove_snap(zone.cluster, spec, snap)
+            return upload.finish()
 
     def _new_image(self, server: ServerRecord, name: str) -> ImageRecord:
         """The new image's record, with Nova's snapshot properties and its base's minimums."""
