@@ -139,7 +139,7 @@ class Reconciler:
             ("volume_snapshots", "creating"): _set(v.snapshots, "error"),
             ("volume_snapshots", "deleting"): _redo(v.snapshots, v.delete_snapshot, "error"),
             ("servers", "BUILD"): self._build_cut,
-            ("servers", "DELETING"): _redo(v.servers, v.delete_server, "ERROR"),
+            ("servers", "DELETING"): _redo(v.servers, v.delete_server, "ERROR", "DELETING"),
             ("backups", "creating"): _set(v.backups, "error"),
             ("backups", "restoring"): _set(v.backups, "available"),
             ("backups", "deleting"): _redo(v.backups, v.delete_backup, "error"),
@@ -271,13 +271,19 @@ def _set(records: Records[Any], status: str) -> Callable[[str], str]:
 
 
 def _redo(
-    records: Records[Any], delete: Callable[[str], None], failed: str
+    records: Records[Any], delete: Callable[[str], None], failed: str, cut: str = "deleting"
 ) -> Callable[[str], str]:
-    """A delete cut off: done again from the start (each of its steps is idempotent)."""
+    """A delete cut off: done again from the start (each of its steps is idempotent). If it
+    fails again (on Ceph, a dead process's watch keeps the image busy for a while), the row
+    goes back to ``cut``, unheld, for the next pass."""
 
     def act(record_id: str) -> str:
-        records.change(record_id, status=failed)
-        delete(record_id)
+        records.change(record_id, status=failed)  # the status the delete starts from
+        try:
+            delete(record_id)
+        except FerryError:
+            records.change(record_id, status=cut)
+            raise
         return "delete finished"
 
     return act
