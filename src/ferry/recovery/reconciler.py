@@ -94,7 +94,8 @@ class Reconciler:
             report.stuck.append(f"another server holds {lease}: it reconciles this site")
             return report
         try:
-            self.catalog.owners.forget_lapsed(timedelta(hours=1))
+            if repair:  # a check changes nothing
+                self.catalog.owners.forget_lapsed(timedelta(hours=1))
             live = Liveness(self.catalog.owners.holders)
             self._records(live, report, repair)
             self._tasks(live, report, repair)
