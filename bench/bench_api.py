@@ -70,12 +70,11 @@ def serve(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     EmbeddedCluster.init(work / "central", "central")
     config = {
         "catalog": f"sqlite:///{work / 'catalog.db'}",
+        "clusters": {"central": {"embedded": str(work / "central")}},
         "sites": {
             "central": {
                 "listen": "127.0.0.1:19292",
-                "stores": [
-                    {"id": "default_backend", "cluster": str(work / "central"), "default": True}
-                ],
+                "stores": [{"id": "default_backend", "default": True}],
             }
         },
     }
