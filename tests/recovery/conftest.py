@@ -32,6 +32,7 @@ from ferry.block.embedded import EmbeddedCluster
 from ferry.catalog import Catalog
 from ferry.catalog.owners import TRANSIENT
 from ferry.config import parse
+from ferry.images.stores import RbdLocation
 from tests.test_sites import SITES, write_topology
 
 MiB = 1 << 20
@@ -177,16 +178,25 @@ class Crashable:
             servers = {s.id for s in catalog.servers.list()}
             bases = catalog.owners.backup_bases()
             wanted: dict[str, set[str]] = {name: set() for name in self.targets}
+            cluster_of = self._clusters_by_fsid()
             for image in images:
                 for loc in image.locations:
-                    wanted[_cluster_of(loc.url, self.targets)].add(image.id)
+                    wanted[cluster_of[RbdLocation.parse(loc.url).fsid]].add(image.id)
         for image in images:
             if image.status == "active":
                 for site in SITES:
                     self.assert_downloads(site, image.id, image.os_hash_value)
         for name, target in self.targets.items():
-            with _admin(target) as cluster:
+            with connect(target) as cluster:
                 self._assert_accounted(cluster, wanted[name], volumes, servers, bases, images)
+
+    def _clusters_by_fsid(self) -> dict[str, str]:
+        """Each test cluster's name by its fsid (the first part of a location URL)."""
+        found = {}
+        for name, target in self.targets.items():
+            with connect(target) as cluster:
+                found[cluster.fsid] = name
+        return found
 
     def assert_downloads(self, site: str, image_id: str, sha512: str | None) -> None:
         digest = hashlib.sha512()
@@ -233,20 +243,6 @@ def _sha512(image: Any) -> str:
     for offset in range(0, size, 8 * MiB):
         digest.update(image.read(offset, min(8 * MiB, size - offset)))
     return digest.hexdigest()
-
-
-def _cluster_of(url: str, targets: dict[str, str]) -> str:
-    """The cluster a location URL (``scheme://fsid/pool/image/snap``) is in."""
-    fsid = url.split("://", 1)[1].split("/", 1)[0]
-    for name, target in targets.items():
-        with _admin(target) as cluster:
-            if cluster.fsid == fsid:
-                return name
-    raise AssertionError(f"no cluster has fsid {fsid}")
-
-
-def _admin(target: str) -> Cluster:
-    return connect(target)
 
 
 def points(*names: str) -> list[Any]:

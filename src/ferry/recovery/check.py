@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+from ferry.block import BlockImage
 from ferry.errors import FerryError, NotFound
 from ferry.images.service import ImageService
 from ferry.images.transfer import read_range
@@ -42,8 +43,8 @@ def verify_locations(images: ImageService, *, deep: bool) -> list[str]:
     return problems
 
 
-def _verify(snap: object, size: int | None, sha512: str | None, *, deep: bool) -> str | None:
-    with snap as image:  # type: ignore[attr-defined]
+def _verify(snap: BlockImage, size: int | None, sha512: str | None, *, deep: bool) -> str | None:
+    with snap as image:
         actual = image.stat().size
         if actual != size:
             return f"its data is {actual} bytes, the image {size}"

@@ -20,6 +20,7 @@ from ferry.block import BlockImage, Cluster, ImageSpec
 from ferry.catalog import Catalog
 from ferry.errors import Forbidden, InUse, NotFound
 from ferry.recovery.holder import Liveness, running
+from ferry.volumes.zones import remove_image
 
 log = logging.getLogger(__name__)
 
@@ -164,24 +165,18 @@ class Sweep:
 
 
 def purge(cluster: Cluster, spec: ImageSpec) -> None:
-    """Remove a block image with all its snapshots; InUse while clones hang off one.
+    """Remove a block image as a volume delete does (``remove_image``: its snapshots too,
+    InUse while clones hang off one).
 
     A listed image that does not open was cut off while being made or removed (Ceph keeps
     its directory entry): removing it again clears what is left.
     """
     try:
-        with cluster.open(ImageSpec(spec.pool, spec.name)) as image:
-            for snap in image.list_snaps():
-                if image.children(snap.name):
-                    raise InUse(f"{spec}@{snap.name} has clones")
-            for snap in image.list_snaps():
-                if snap.protected:
-                    image.unprotect_snap(snap.name)
-                image.remove_snap(snap.name)
+        remove_image(cluster, spec)
     except NotFound:
         if spec.name not in cluster.list_images(spec.pool):
             raise  # gone: its owner removed it meanwhile
-    cluster.remove(spec.pool, spec.name)
+        cluster.remove(spec.pool, spec.name)
 
 
 def sweep_staging(
