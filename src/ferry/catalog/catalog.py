@@ -238,7 +238,7 @@ class Catalog:
             gone = conn.execute(
                 delete(image_locations).where(
                     image_locations.c.image_id == image_id,
-                    image_locations.c.store == self._keys.get(store, store),
+                    image_locations.c.store == self.store_key(store),
                 )
             )
             if gone.rowcount == 0:
@@ -255,7 +255,7 @@ class Catalog:
             conn.execute(
                 delete(image_locations).where(
                     image_locations.c.image_id == image_id,
-                    image_locations.c.store == self._keys.get(store, store),
+                    image_locations.c.store == self.store_key(store),
                 )
             )
 
@@ -480,7 +480,7 @@ class Catalog:
 
     def _put_location(self, conn: Connection, image_id: str, loc: Location) -> None:
         now = utcnow()
-        key = self._keys.get(loc.store, loc.store)
+        key = self.store_key(loc.store)
         metadata = {k: v for k, v in loc.metadata.items() if k != "store"}  # this site's name
         values = {"url": loc.url, "status": loc.status, "metadata": metadata, "updated_at": now}
         replaced = conn.execute(

@@ -62,6 +62,7 @@ from ferry.images.service import ImageService
 from ferry.images.stores import SNAP, Store
 from ferry.images.transfer import transfer
 from ferry.images.upload import BATCH, ImageWriter
+from ferry.permissions import make_dir
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class Imports:
             raise Conflict(
                 f"Image status transition from {record.status} to uploading is not allowed"
             )
-        self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_dir(self.staging, parents=True)
         return Staging(self, image_id)
 
     # --- jobs ----------------------------------------------------------------------------
@@ -388,11 +389,7 @@ class Imports:
             for image in dests.values():  # the new holder goes on writing them
                 image.close()
             raise
-        except Cancelled:  # the image was deleted: leave none of its data behind
-            for store_id in todo:
-                _drop(self._store(store_id), image_id, dests.pop(store_id, None))
-            raise
-        except BaseException:
+        except BaseException:  # a failure, or Cancelled (the image was deleted): drop the data
             for store_id in todo:
                 if store_id in dests or store_id in failed:
                     _drop(self._store(store_id), image_id, dests.pop(store_id, None))
@@ -609,7 +606,7 @@ def _source(
     """
     image_id = job.task.image_id or ""
     work = imports.staging / f".{image_id}.{job.task.id}"
-    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_dir(work, parents=True)
     convert_on = imports.config.convert
     try:
         if req.method == "glance-direct":
