@@ -34,36 +34,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ferry.block.auth import OsdCaps, client_name, validate_key
+from ferry.confbase import Frozen, relative_to_file
 from ferry.errors import InvalidRequest
+from ferry.identity.config import AuthConfig, TlsConfig
 
 NOAUTH_PROJECT = "c0ffee00c0ffee00c0ffee00c0ffee00"
 NAME = r"^[A-Za-z0-9_\-]+$"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _relative_to_file(value: Path | None, info: ValidationInfo) -> Path | None:
-    """Relative paths in a topology file are relative to the file's directory."""
-    base = (info.context or {}).get("base")
-    if value is None or base is None or value.is_absolute():
-        return value
-    return Path(base) / value
-
-
-class ClusterConfig(_Frozen):
+class ClusterConfig(Frozen):
     """A storage cluster: an embedded directory, or a Ceph cluster reached through its conf."""
 
     embedded: Path | None = Field(None, description="The embedded cluster's directory.")
@@ -88,7 +70,7 @@ class ClusterConfig(_Frozen):
         """What ``ferry.block.connect`` takes: ``ceph:CONF`` or a directory."""
         return f"ceph:{self.ceph}" if self.ceph else str(self.embedded)
 
-    _paths = field_validator("embedded", "ceph", "keyring")(_relative_to_file)
+    _paths = field_validator("embedded", "ceph", "keyring")(relative_to_file)
 
     @field_validator("mon_host", mode="before")
     @classmethod
@@ -104,7 +86,7 @@ class ClusterConfig(_Frozen):
         return self
 
 
-class ClientConfig(_Frozen):
+class ClientConfig(Frozen):
     """One client's identity in one cluster: its cephx key and caps."""
 
     key: str
@@ -128,7 +110,7 @@ class ClientConfig(_Frozen):
         return value
 
 
-class StoreConfig(_Frozen):
+class StoreConfig(Frozen):
     """A Glance store: where an image's data lives (``images/<id>@snap`` in a cluster)."""
 
     id: str = Field(pattern=NAME, description="Store id, as clients name it at this site.")
@@ -148,7 +130,7 @@ class StoreConfig(_Frozen):
         return self.type == "http"
 
 
-class ImportConfig(_Frozen):
+class ImportConfig(Frozen):
     """How a site's workers import: staging, conversion, web-download's guard, job leases."""
 
     staging: Path | None = Field(
@@ -166,10 +148,10 @@ class ImportConfig(_Frozen):
     )
     workers: int = Field(1, ge=0, description="Import workers this site's server runs.")
 
-    _paths = field_validator("staging")(_relative_to_file)
+    _paths = field_validator("staging")(relative_to_file)
 
 
-class ComputeConfig(_Frozen):
+class ComputeConfig(Frozen):
     """How a site makes volumes and instance disks (what Nova and Cinder are set to at DCN)."""
 
     cross_az_attach: bool = Field(
@@ -188,7 +170,7 @@ class ComputeConfig(_Frozen):
     )
 
 
-class RecoveryConfig(_Frozen):
+class RecoveryConfig(Frozen):
     """How a site's server finds and finishes work that a dead process left unfinished."""
 
     interval_seconds: float = Field(
@@ -211,7 +193,7 @@ class RecoveryConfig(_Frozen):
     )
 
 
-class LimitsConfig(_Frozen):
+class LimitsConfig(Frozen):
     """What one request, one image and one connection may take (Glance's and Cinder's names)."""
 
     image_size_cap: int = Field(
@@ -276,7 +258,7 @@ class LimitsConfig(_Frozen):
     )
 
 
-class SiteConfig(_Frozen):
+class SiteConfig(Frozen):
     """One site: its role, AZ, Image API address, cluster, stores and how it imports."""
 
     role: Literal["central", "edge"] = Field("edge", description="central or edge.")
@@ -291,6 +273,8 @@ class SiteConfig(_Frozen):
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig.model_validate({}))
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
     recovery: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig.model_validate({}))
+    auth: AuthConfig | None = Field(None, description="This site's auth, if not the deployment's.")
+    tls: TlsConfig | None = Field(None, description="Certificate and key: serve https.")
 
     @property
     def host(self) -> str:
@@ -347,11 +331,12 @@ class StoreRef:
         return self.cluster_name if pool == "images" else f"{self.cluster_name}/{pool}"
 
 
-class Config(_Frozen):
+class Config(Frozen):
     """A deployment: the shared catalogue, the clusters, their clients, and every site."""
 
     catalog: str = Field(description="SQLAlchemy URL of the catalogue all sites share.")
-    owner: str = Field(NOAUTH_PROJECT, description="Project id requests act as (no auth yet).")
+    owner: str = Field(NOAUTH_PROJECT, description="Project id noauth requests act as.")
+    auth: AuthConfig = Field(default_factory=lambda: AuthConfig.model_validate({}))
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     clients: dict[str, dict[str, ClientConfig]] = Field(
         default_factory=dict, description="client name -> cluster name -> key and caps."
@@ -452,6 +437,10 @@ class Config(_Frozen):
         return StoreRef(
             store, cluster_name, cluster, client, entry.key if entry else None, own_keyring
         )
+
+    def site_auth(self, site_name: str) -> AuthConfig:
+        """The site's auth section, else the deployment's."""
+        return self.site(site_name).auth or self.auth
 
     def stores(self, site_name: str) -> list[StoreRef]:
         return [self.store(site_name, s) for s in self.site(site_name).stores]

@@ -31,6 +31,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
         with open_site(config, site_name) as services:
             app.state.site = site
             app.state.site_name = site_name
+            app.state.owner = config.owner
             app.state.stores = services.stores
             app.state.images = services.images
             app.state.imports = services.imports
