@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect
 from ferry.catalog import Catalog, ImageRecord
 from ferry.catalog.schema import metadata
 
-HEAD = "0004"  # the newest revision
+HEAD = "0005"  # the newest revision
 TABLES = {"alembic_version", "images", "image_properties", "image_tags", "image_locations", "tasks",
           "volumes", "volume_snapshots", "servers", "backups", "holders", "leases"}  # fmt: skip
 

@@ -167,11 +167,14 @@ volumes = Table(
     Column("source", NullableJSON, nullable=False),  # {"image_id"|"snapshot_id"|"source_volid"}
     Column("volume_image_metadata", NullableJSON),
     Column("attached_to", String(36)),  # the server using it
+    Column("project_id", String(255), nullable=False),
+    Column("user_id", String(255)),
     Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "availability_zone"),
     Index(None, "created_at"),
+    Index(None, "project_id"),
 )
 
 volume_snapshots = Table(
@@ -183,11 +186,14 @@ volume_snapshots = Table(
     Column("description", Text),
     Column("status", String(30), nullable=False),
     Column("size", Integer, nullable=False),
+    Column("project_id", String(255), nullable=False),
+    Column("user_id", String(255)),
     Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "volume_id"),
     Index(None, "created_at"),
+    Index(None, "project_id"),
 )
 
 servers = Table(
@@ -201,10 +207,13 @@ servers = Table(
     Column("volume_id", String(36)),  # booted from this volume (else from its own disk)
     Column("fault", Text),
     Column("image_source", NullableJSON),  # how the image reached the zone: local/copied/...
+    Column("project_id", String(255), nullable=False),
+    Column("user_id", String(255)),
     Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "created_at"),
+    Index(None, "project_id"),
 )
 
 backups = Table(
@@ -220,11 +229,14 @@ backups = Table(
     Column("is_incremental", Boolean, nullable=False),
     Column("source_snap", String(255), nullable=False),  # the volume's snapshot it was read at
     Column("moved", BigInteger, nullable=False),  # bytes read from the volume
+    Column("project_id", String(255), nullable=False),
+    Column("user_id", String(255)),
     Column("held_by", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "volume_id"),
     Index(None, "created_at"),
+    Index(None, "project_id"),
 )
 
 # --- who is alive: server processes (holders) and named leases ------------------------------
