@@ -14,6 +14,7 @@ from ferry import errors
 from ferry.api import discovery, images, tasks, volumes
 from ferry.api.errors import ferry_error
 from ferry.config import Config
+from ferry.identity.policy import Policy
 from ferry.images.imports import Worker
 from ferry.services import open_site
 
@@ -25,6 +26,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
     reference Glance ran in). Keystone would plug in here, as one dependency.
     """
     site = config.site(site_name)
+    policy = Policy(config.site_auth(site_name).policy_file)  # a bad file stops the site here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +34,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
             app.state.site = site
             app.state.site_name = site_name
             app.state.owner = config.owner
+            app.state.policy = policy
             app.state.stores = services.stores
             app.state.images = services.images
             app.state.imports = services.imports
