@@ -286,7 +286,8 @@ class SiteConfig(Frozen):
 
     @property
     def url(self) -> str:
-        return (self.public_url or f"http://{self.listen}").rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return (self.public_url or f"{scheme}://{self.listen}").rstrip("/")
 
     @property
     def default_store(self) -> StoreConfig:

@@ -53,6 +53,10 @@ class InvalidRequest(FerryError):
     """The request is malformed."""
 
 
+class Unauthenticated(FerryError):
+    """No token, or one Keystone does not accept (401)."""
+
+
 class Forbidden(FerryError):
     """The client's key or caps do not allow this."""
 

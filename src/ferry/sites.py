@@ -12,7 +12,7 @@ from collections.abc import Generator
 import uvicorn
 
 from ferry.api.app import create_app
-from ferry.api.server import uvicorn_config
+from ferry.api.server import site_options, uvicorn_config
 from ferry.config import Config
 from ferry.errors import BackendUnavailable, InvalidRequest
 
@@ -38,8 +38,10 @@ class Sites:
         """Listen on every site's address, then serve; raise if a site cannot start."""
         for name in self.names:
             site = self.config.site(name)
+            options = site_options(self.config, name, site.host)
             self._sockets[name] = _listen(name, site.host, site.port, site.limits.backlog)
-            server_config = uvicorn_config(create_app(self.config, name), site.limits)
+            app = create_app(self.config, name)
+            server_config = uvicorn_config(app, site.limits, **options)
             self._servers[name] = _Server(server_config)
         self._thread = threading.Thread(target=self._run, name="ferry-sites", daemon=True)
         self._thread.start()

@@ -12,8 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry import errors
 from ferry.api import discovery, images, tasks, volumes
+from ferry.api.auth import Authenticate
 from ferry.api.errors import ferry_error
 from ferry.config import Config
+from ferry.identity.keystone import Tokens
 from ferry.identity.policy import Policy
 from ferry.images.imports import Worker
 from ferry.services import open_site
@@ -22,11 +24,13 @@ from ferry.services import open_site
 def create_app(config: Config, site_name: str) -> FastAPI:
     """The app for one site: the lifespan opens the catalogue and the stores, then closes them.
 
-    No authentication yet: every request acts as admin of ``config.owner`` (the mode the
-    reference Glance ran in). Keystone would plug in here, as one dependency.
+    With ``auth.mode: keystone`` every request but the version documents needs a valid token;
+    with ``noauth`` every request acts as admin of ``config.owner``.
     """
     site = config.site(site_name)
-    policy = Policy(config.site_auth(site_name).policy_file)  # a bad file stops the site here
+    auth = config.site_auth(site_name)
+    policy = Policy(auth.policy_file)  # a bad file stops the site here
+    tokens = Tokens(auth.keystone) if auth.mode == "keystone" and auth.keystone else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +38,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
             app.state.site = site
             app.state.site_name = site_name
             app.state.owner = config.owner
+            app.state.noauth = tokens is None
             app.state.policy = policy
             app.state.stores = services.stores
             app.state.images = services.images
@@ -50,6 +55,8 @@ def create_app(config: Config, site_name: str) -> FastAPI:
                 services.reconciler.stop()
                 for worker in workers:
                     worker.stop()
+                if tokens is not None:
+                    tokens.close()
 
     app = FastAPI(
         title=f"ferry API ({site_name}): images, volumes, servers' disks",
@@ -63,7 +70,9 @@ def create_app(config: Config, site_name: str) -> FastAPI:
     app.include_router(images.router)
     app.include_router(tasks.router)
     app.include_router(volumes.router)
-    app.add_middleware(RequestId)
+    if tokens is not None:
+        app.add_middleware(Authenticate, tokens=tokens)
+    app.add_middleware(RequestId)  # outermost: a 401 carries a request id too
     return app
 
 

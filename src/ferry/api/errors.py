@@ -7,7 +7,9 @@ import logging
 from http import HTTPStatus
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from ferry import errors
 
@@ -36,6 +38,7 @@ STATUS: dict[type[errors.FerryError], int] = {
     errors.InvalidRequest: 400,
     errors.ReadOnlyStore: 410,
     errors.Forbidden: 403,
+    errors.Unauthenticated: 401,
     errors.StorageFull: 413,
     errors.BackendUnavailable: 503,
     errors.IntegrityError: 500,
@@ -79,3 +82,28 @@ async def ferry_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(request, status, str(exc))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such route, method not allowed) in Glance's body."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 404:
+        message = "The resource could not be found."  # webob's words, as Glance sends them
+    elif status == 405:
+        message = f"The method {request.method} is not allowed for this resource."
+    else:
+        message = str(exc.detail)
+    response = error_response(request, status, message)
+    response.headers.update(exc.headers or {})  # a 405 says which methods are allowed
+    return response
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """A body or parameter FastAPI could not parse: Glance's (and Cinder's) 400."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+        for e in exc.errors()
+    ]
+    return error_response(request, 400, "Invalid input: " + "; ".join(problems))

@@ -10,6 +10,7 @@ the excess connection as soon as it is accepted, so slow clients cannot starve t
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ferry.config import LimitsConfig
+from ferry.config import Config, LimitsConfig
+from ferry.errors import InvalidRequest
 
 _TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -38,6 +40,30 @@ def uvicorn_config(app: Any, limits: LimitsConfig, **options: Any) -> uvicorn.Co
     )
     quiet_repeats(limits.log_repeat_seconds)
     return config
+
+
+def site_options(config: Config, site_name: str, host: str) -> dict[str, Any]:
+    """uvicorn's options a site's topology adds: its certificate. Refuses a noauth site on a
+    non-loopback address unless the operator allowed it (anyone reaching it would be admin)."""
+    auth = config.site_auth(site_name)
+    if auth.mode == "noauth" and not auth.allow_noauth_remote and not is_loopback(host):
+        raise InvalidRequest(
+            f"site {site_name}: refusing to listen on {host} without authentication; use "
+            "auth.mode keystone, listen on 127.0.0.1, or set auth.allow_noauth_remote: true"
+        )
+    tls = config.site(site_name).tls
+    if tls is None:
+        return {}
+    return {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 def guarded_protocol(limits: LimitsConfig) -> type[asyncio.Protocol]:

@@ -21,12 +21,12 @@ def serve(
     import uvicorn
 
     from ferry.api.app import create_app
-    from ferry.api.server import uvicorn_config
+    from ferry.api.server import site_options, uvicorn_config
 
     cfg = configuration.load(config)
     site_cfg = cfg.site(site)
     host, _, port = (listen or site_cfg.listen).rpartition(":")
+    host = host or "127.0.0.1"
+    options = site_options(cfg, site, host)
     app = create_app(cfg, site)
-    uvicorn.Server(
-        uvicorn_config(app, site_cfg.limits, host=host or "127.0.0.1", port=int(port))
-    ).run()
+    uvicorn.Server(uvicorn_config(app, site_cfg.limits, host=host, port=int(port), **options)).run()
