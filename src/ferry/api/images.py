@@ -100,7 +100,7 @@ async def update(image_id: str, request: Request) -> dict[str, Any]:
     ops = await json_body(request)
     if not isinstance(ops, list):
         raise InvalidRequest("Request body must be a JSON array of operation objects.")
-    record = await run_in_threadpool(_svc(request).update, image_id, ops, limits(request))
+    record = await run_in_threadpool(_svc(request).update, image_id, ops, limits(request), media)
     return render.image(record)
 
 

@@ -57,8 +57,13 @@ CORE = frozenset(
 ) | READ_ONLY  # fmt: skip
 RESERVED = frozenset({"location", "deleted", "deleted_at"})
 RESERVED_PREFIX = "os_glance"
-PATCH_TYPES = ("application/openstack-images-v2.1-json-patch",
-               "application/openstack-images-v2.0-json-patch")  # fmt: skip
+# JSON-patch media types. v2.1 is RFC 6902's form; v2.0 (Glance's older, draft-4 form) names
+# the operation by its key, ``{"replace": "/name", "value": "x"}``, and its ``add`` never
+# overwrites an attribute the image has.
+PATCH_V21 = "application/openstack-images-v2.1-json-patch"
+PATCH_V20 = "application/openstack-images-v2.0-json-patch"
+PATCH_TYPES = (PATCH_V21, PATCH_V20)
+PATCH_OPS = ("add", "remove", "replace")
 # Glance refuses these location schemes outright (LP #942118, #1334196): they name the API
 # node's own files.
 RESTRICTED_SCHEMES = frozenset({"file", "filesystem", "swift+config"})
@@ -166,13 +171,19 @@ class ImageService:
         )
 
     def update(
-        self, image_id: str, ops: Sequence[Mapping[str, Any]], limits: LimitsConfig = DEFAULT_LIMITS
+        self,
+        image_id: str,
+        ops: Sequence[Mapping[str, Any]],
+        limits: LimitsConfig = DEFAULT_LIMITS,
+        media_type: str = PATCH_V21,
     ) -> ImageRecord:
-        """Apply a JSON patch (Glance's v2.1 media type) with Glance's rules."""
+        """Apply a JSON patch (either of Glance's media types) with Glance's rules."""
+        draft4 = media_type == PATCH_V20
+        changes = [_from_draft4(op) for op in ops] if draft4 else list(ops)
         record = self.get(image_id)
         doc = _document(record)
-        for op in ops:
-            _apply(doc, op)
+        for op in changes:
+            _apply(doc, op, add_overwrites=not draft4)
         validate({k: v for k, v in doc.items() if k not in READ_ONLY})
         fields = {k: doc[k] for k in CORE - READ_ONLY - {"tags", "locations"} if k in doc}
         extra = {k: v for k, v in doc.items() if k not in CORE}
@@ -379,8 +390,28 @@ def _document(record: ImageRecord) -> dict[str, Any]:
     return doc
 
 
-def _apply(doc: dict[str, Any], op: Mapping[str, Any]) -> None:
-    """One JSON-patch operation on an image document, with Glance's attribute rules."""
+def _from_draft4(op: object) -> Mapping[str, Any]:
+    """A v2.0 operation (``{"add": "/x", "value": 1}``) in the v2.1 form, Glance's 400s kept."""
+    if not isinstance(op, Mapping):
+        raise InvalidRequest("Operations must be JSON objects.")
+    kinds = [k for k in PATCH_OPS if k in op]
+    if len(kinds) != 1:
+        count = "only one" if kinds else "exactly one"
+        raise InvalidRequest(
+            f'Operation objects must contain {count} member named "add", "remove", or "replace".'
+        )
+    change = {"op": kinds[0], "path": op[kinds[0]]}
+    if "value" in op:
+        change["value"] = op["value"]
+    return change
+
+
+def _apply(doc: dict[str, Any], op: Mapping[str, Any], *, add_overwrites: bool = True) -> None:
+    """One JSON-patch operation on an image document, with Glance's attribute rules.
+
+    ``add_overwrites`` False is the v2.0 media type's ``add``: 409 for an attribute the
+    image already has (core attributes always exist).
+    """
     if not isinstance(op, Mapping):
         raise InvalidRequest("Operations must be JSON objects.")  # Glance's words
     kind, path = op.get("op"), op.get("path")
@@ -403,6 +434,8 @@ def _apply(doc: dict[str, Any], op: Mapping[str, Any]) -> None:
         raise InvalidRequest(f"Operation objects must contain 'value' for '{kind}'")
     if kind == "replace" and name not in doc:
         raise Conflict(f"Property {name} does not exist.")
+    if kind == "add" and not add_overwrites and (name in doc or name in CORE):
+        raise Conflict(f"Property {name} already present.")
     if name == "locations":
         _refuse_locations(op["value"])
         return

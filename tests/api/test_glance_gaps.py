@@ -1,0 +1,102 @@
+"""What Tempest's tempest.api.image.v2 asks of the Image API beyond the reference workflow:
+the v2.0 JSON-patch form, Glance's 404s and 405s and their bodies, the health check, the
+tasks API's create, a web-download of a host that does not resolve, and the locations API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from ferry.block.embedded import EmbeddedCluster
+from tests.api.conftest import Site, start_site
+
+V20 = {"Content-Type": "application/openstack-images-v2.0-json-patch"}
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def gaps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One site for the module: stores default_backend and dcn0 (embedded), and http."""
+    tmp = tmp_path_factory.mktemp("gaps")
+    clusters = {}
+    for name in ("default_backend", "dcn0"):
+        EmbeddedCluster.init(tmp / name, name)
+        clusters[name] = str(tmp / name)
+    yield from start_site(tmp, clusters)
+
+
+@pytest.fixture
+def http(gaps: Site) -> Iterator[httpx.Client]:
+    with gaps.http() as client:
+        yield client
+
+
+def new_image(http: httpx.Client, **fields: Any) -> dict[str, Any]:
+    body = {"name": "gap", "disk_format": "raw", "container_format": "bare", **fields}
+    r = http.post("/v2/images", json=body)
+    assert r.status_code == 201, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def message(r: httpx.Response) -> str:
+    """The text of a Glance JSON error body (asked for with Accept: application/json)."""
+    text: str = r.json()["message"]
+    return text.split("<br")[0]
+
+
+def wait_for(probe: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return found
+
+
+# --- 1. the v2.0 JSON-patch media type --------------------------------------------------------
+def test_v20_patch_replaces_adds_and_removes(http: httpx.Client) -> None:
+    image = new_image(http)
+    ops = [
+        {"replace": "/name", "value": "renamed"},
+        {"add": "/speed", "value": "88mph"},
+        {"add": "/os_distro", "value": "rhel"},
+    ]
+    r = http.patch(f"/v2/images/{image['id']}", json=ops, headers=V20)
+    assert r.status_code == 200, r.text
+    assert (r.json()["name"], r.json()["speed"], r.json()["os_distro"]) == (
+        "renamed",
+        "88mph",
+        "rhel",
+    )
+    r = http.patch(f"/v2/images/{image['id']}", json=[{"remove": "/speed"}], headers=V20)
+    assert r.status_code == 200, r.text
+    assert "speed" not in r.json() and r.json()["os_distro"] == "rhel"
+
+
+def test_v20_patch_keeps_glances_rules(http: httpx.Client) -> None:
+    image_id = new_image(http, os_distro="rhel")["id"]
+
+    def patch(ops: Any) -> tuple[int, str]:
+        r = http.patch(f"/v2/images/{image_id}", json=ops, headers={**V20, **JSON})
+        return r.status_code, message(r)
+
+    # v2.0's add never overwrites (v2.1's does)
+    assert patch([{"add": "/os_distro", "value": "x"}]) == (
+        409,
+        "Property os_distro already present.",
+    )
+    assert patch([{"add": "/os_glance_foo", "value": "bar"}])[0] == 403  # reserved
+    assert patch([{"replace": "/nope", "value": "x"}])[0] == 409
+    assert patch([{"op": "replace", "path": "/name", "value": "x"}]) == (
+        400,
+        'Operation objects must contain exactly one member named "add", "remove", or "replace".',
+    )
+    assert patch([{"add": "/a", "replace": "/b", "value": "x"}]) == (
+        400,
+        'Operation objects must contain only one member named "add", "remove", or "replace".',
+    )
+    assert http.get(f"/v2/images/{image_id}").json()["os_distro"] == "rhel"
