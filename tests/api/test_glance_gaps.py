@@ -100,3 +100,24 @@ def test_v20_patch_keeps_glances_rules(http: httpx.Client) -> None:
         'Operation objects must contain only one member named "add", "remove", or "replace".',
     )
     assert http.get(f"/v2/images/{image_id}").json()["os_distro"] == "rhel"
+
+
+# --- 3. web-download of a host that does not resolve --------------------------------------------
+def test_web_download_of_an_unresolvable_host_fails_in_its_task(http: httpx.Client) -> None:
+    """Glance accepts it (202) and the task fails; internal addresses stay refused up front."""
+    image_id = new_image(http)["id"]
+    body = {
+        "method": {"name": "web-download", "uri": "http://does-not.exist/no/possible/way"},
+        "stores": ["default_backend"],
+    }
+    r = http.post(f"/v2/images/{image_id}/import", json=body)
+    assert r.status_code == 202, r.text
+
+    def settled() -> dict[str, Any] | None:
+        doc: dict[str, Any] = http.get(f"/v2/images/{image_id}").json()
+        return doc if doc.get("os_glance_failed_import") else None
+
+    doc = wait_for(settled)
+    assert (doc["status"], doc["os_glance_failed_import"]) == ("queued", "default_backend")
+    (task,) = http.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
+    assert task["status"] == "failure" and "does-not.exist" in task["message"], task

@@ -47,6 +47,7 @@ from ferry.catalog.records import utcnow
 from ferry.config import ImportConfig
 from ferry.errors import (
     AlreadyExists,
+    BackendUnavailable,
     Cancelled,
     Conflict,
     FerryError,
@@ -205,6 +206,9 @@ class Imports:
                 raise InvalidRequest(
                     f"URI for web-download does not pass filtering: {exc}"
                 ) from exc
+            except BackendUnavailable as exc:
+                # No address for the host: Glance accepts the import (202) and its task fails.
+                log.info("image %s: %s; its import task will fail", record.id, exc)
         if not wanted:
             raise InvalidRequest("There is no store to import into")
         return tuple(dict.fromkeys(wanted))
