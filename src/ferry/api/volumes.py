@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ferry.api.bodies import JsonRoute, limits
 from ferry.api.errors import empty
+from ferry.api.scope import creating, listing, owned
 from ferry.catalog import BackupRecord, ServerRecord, SnapshotRecord, VolumeRecord
+from ferry.catalog.resources import Records
 from ferry.errors import InvalidRequest, NotFound, TooLarge
 from ferry.volumes.service import VMS, VOLUMES, VolumeService, disk_name, volume_name
 
@@ -109,7 +111,10 @@ def _gib(size: int | None, request: Request) -> int | None:
 @router.post("/v3/volumes", status_code=202, tags=["volumes"])
 def create_volume(body: VolumeRequest, request: Request) -> dict[str, Any]:
     v = body.volume
+    owner = creating(request, "volume:create")
+    _readable_sources(request, v.snapshot_id, v.source_volid)
     record = _svc(request).create_volume(
+        **owner,
         size=_gib(v.size, request),
         availability_zone=v.availability_zone,
         name=v.name,
@@ -123,18 +128,23 @@ def create_volume(body: VolumeRequest, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v3/volumes", tags=["volumes"])
-def list_volumes(request: Request, availability_zone: str | None = None) -> dict[str, Any]:
-    where = {"availability_zone": availability_zone} if availability_zone else {}
+def list_volumes(
+    request: Request, availability_zone: str | None = None, all_tenants: str | None = None
+) -> dict[str, Any]:
+    where = listing(request, "Volume", all_tenants)
+    if availability_zone:
+        where["availability_zone"] = availability_zone
     return {"volumes": [volume_doc(v) for v in _svc(request).volumes.list(**where)]}
 
 
 @router.get("/v3/volumes/{volume_id}", tags=["volumes"])
 def show_volume(volume_id: str, request: Request) -> dict[str, Any]:
-    return {"volume": volume_doc(_svc(request).volumes.get(volume_id))}
+    return {"volume": volume_doc(owned(request, _svc(request).volumes, volume_id))}
 
 
 @router.delete("/v3/volumes/{volume_id}", status_code=202, tags=["volumes"])
 def delete_volume(volume_id: str, request: Request) -> Response:
+    owned(request, _svc(request).volumes, volume_id, "volume:delete")
     _svc(request).delete_volume(volume_id)
     return empty(202)
 
@@ -143,6 +153,8 @@ def delete_volume(volume_id: str, request: Request) -> Response:
 @router.post("/v3/snapshots", status_code=202, tags=["snapshots"])
 def create_snapshot(body: SnapshotRequest, request: Request) -> dict[str, Any]:
     s = body.snapshot
+    creating(request, "volume:create_snapshot")
+    owned(request, _svc(request).volumes, s.volume_id, "volume:create_snapshot")
     record = _svc(request).create_snapshot(
         s.volume_id, name=s.name, description=s.description, force=s.force
     )
@@ -150,18 +162,23 @@ def create_snapshot(body: SnapshotRequest, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v3/snapshots", tags=["snapshots"])
-def list_snapshots(request: Request, volume_id: str | None = None) -> dict[str, Any]:
-    where = {"volume_id": volume_id} if volume_id else {}
+def list_snapshots(
+    request: Request, volume_id: str | None = None, all_tenants: str | None = None
+) -> dict[str, Any]:
+    where = listing(request, "Snapshot", all_tenants)
+    if volume_id:
+        where["volume_id"] = volume_id
     return {"snapshots": [snapshot_doc(s) for s in _svc(request).snapshots.list(**where)]}
 
 
 @router.get("/v3/snapshots/{snapshot_id}", tags=["snapshots"])
 def show_snapshot(snapshot_id: str, request: Request) -> dict[str, Any]:
-    return {"snapshot": snapshot_doc(_svc(request).snapshots.get(snapshot_id))}
+    return {"snapshot": snapshot_doc(owned(request, _svc(request).snapshots, snapshot_id))}
 
 
 @router.delete("/v3/snapshots/{snapshot_id}", status_code=202, tags=["snapshots"])
 def delete_snapshot(snapshot_id: str, request: Request) -> Response:
+    owned(request, _svc(request).snapshots, snapshot_id, "volume:delete_snapshot")
     _svc(request).delete_snapshot(snapshot_id)
     return empty(202)
 
@@ -170,23 +187,30 @@ def delete_snapshot(snapshot_id: str, request: Request) -> Response:
 @router.post("/v3/backups", status_code=202, tags=["backups"])
 def create_backup(body: BackupRequest, request: Request) -> dict[str, Any]:
     b = body.backup
+    creating(request, "backup:create")
+    owned(request, _svc(request).volumes, b.volume_id, "backup:create")
     record = _svc(request).create_backup(b.volume_id, name=b.name, force=b.force)
     return {"backup": backup_doc(record)}
 
 
 @router.get("/v3/backups", tags=["backups"])
-def list_backups(request: Request, volume_id: str | None = None) -> dict[str, Any]:
-    where = {"volume_id": volume_id} if volume_id else {}
+def list_backups(
+    request: Request, volume_id: str | None = None, all_tenants: str | None = None
+) -> dict[str, Any]:
+    where = listing(request, "Backup", all_tenants)
+    if volume_id:
+        where["volume_id"] = volume_id
     return {"backups": [backup_doc(b) for b in _svc(request).backups.list(**where)]}
 
 
 @router.get("/v3/backups/{backup_id}", tags=["backups"])
 def show_backup(backup_id: str, request: Request) -> dict[str, Any]:
-    return {"backup": backup_doc(_svc(request).backups.get(backup_id))}
+    return {"backup": backup_doc(owned(request, _svc(request).backups, backup_id))}
 
 
 @router.delete("/v3/backups/{backup_id}", status_code=202, tags=["backups"])
 def delete_backup(backup_id: str, request: Request) -> Response:
+    owned(request, _svc(request).backups, backup_id, "backup:delete")
     _svc(request).delete_backup(backup_id)
     return empty(202)
 
@@ -194,6 +218,7 @@ def delete_backup(backup_id: str, request: Request) -> Response:
 @router.post("/v3/backups/{backup_id}/restore", status_code=202, tags=["backups"])
 def restore_backup(backup_id: str, body: RestoreRequest, request: Request) -> dict[str, Any]:
     r = body.restore
+    owned(request, _svc(request).backups, backup_id, "backup:restore")
     volume = _svc(request).restore_backup(
         backup_id, name=r.name, availability_zone=r.availability_zone
     )
@@ -204,7 +229,10 @@ def restore_backup(backup_id: str, body: RestoreRequest, request: Request) -> di
 @router.post("/v2.1/servers", status_code=202, tags=["servers"])
 def create_server(body: ServerRequest, request: Request) -> dict[str, Any]:
     s = body.server
+    owner = creating(request, "os_compute_api:servers:create")
+    _readable_sources(request, None, s.volume_id)
     record = _svc(request).create_server(
+        **owner,
         name=s.name,
         availability_zone=s.availability_zone,
         image_id=s.imageRef,
@@ -216,17 +244,19 @@ def create_server(body: ServerRequest, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v2.1/servers", tags=["servers"])
-def list_servers(request: Request) -> dict[str, Any]:
-    return {"servers": [server_doc(s) for s in _svc(request).servers.list()]}
+def list_servers(request: Request, all_tenants: str | None = None) -> dict[str, Any]:
+    where = listing(request, "Server", all_tenants)
+    return {"servers": [server_doc(s) for s in _svc(request).servers.list(**where)]}
 
 
 @router.get("/v2.1/servers/{server_id}", tags=["servers"])
 def show_server(server_id: str, request: Request) -> dict[str, Any]:
-    return {"server": server_doc(_svc(request).servers.get(server_id))}
+    return {"server": server_doc(owned(request, _svc(request).servers, server_id))}
 
 
 @router.delete("/v2.1/servers/{server_id}", status_code=204, tags=["servers"])
 def delete_server(server_id: str, request: Request) -> Response:
+    owned(request, _svc(request).servers, server_id, "os_compute_api:servers:delete")
     _svc(request).delete_server(server_id)
     return empty(204)
 
@@ -235,6 +265,7 @@ def delete_server(server_id: str, request: Request) -> Response:
 def reset_status(kind: str, record_id: str, body: dict[str, Any], request: Request) -> Response:
     """Cinder's admin action ``{"os-reset_status": {"status": S}}`` on a volume, snapshot or
     backup (``kind``: volumes, snapshots, backups)."""
+    svc = _svc(request)
     noun = {"volumes": "volume", "snapshots": "snapshot", "backups": "backup"}.get(kind)
     if noun is None:
         raise NotFound(f"no such resource: /v3/{kind}")
@@ -244,6 +275,9 @@ def reset_status(kind: str, record_id: str, body: dict[str, Any], request: Reque
     status = arg.get("status")
     if not isinstance(status, str):
         raise InvalidRequest("os-reset_status needs a status")
+    records: Records[Any] = {"volume": svc.volumes, "snapshot": svc.snapshots,
+                             "backup": svc.backups}[noun]  # fmt: skip
+    owned(request, records, record_id, f"volume_extension:{noun}_admin_actions:reset_status")
     _svc(request).reset_status(noun, record_id, status)
     return empty(202)
 
@@ -255,6 +289,10 @@ def server_action(server_id: str, body: dict[str, Any], request: Request) -> Any
     if len(body) != 1:
         raise InvalidRequest("give exactly one action: os-stop, os-start or createImage")
     ((action, arg),) = body.items()
+    rule = SERVER_ACTIONS.get(action)
+    if rule is None:
+        raise InvalidRequest(f"unknown server action {action!r}")
+    owned(request, _svc(request).servers, server_id, rule)
     if action == "createImage":
         name = arg.get("name") if isinstance(arg, dict) else None
         if not isinstance(name, str) or not name:
@@ -267,10 +305,24 @@ def server_action(server_id: str, body: dict[str, Any], request: Request) -> Any
             raise InvalidRequest("os-resetState needs a state: active or error")
         _svc(request).reset_status("server", server_id, state.upper())
         return empty(202)
-    if action not in ("os-stop", "os-start"):
-        raise InvalidRequest(f"unknown server action {action!r}")
     _svc(request).set_power(server_id, on=action == "os-start")
     return empty(202)
+
+
+SERVER_ACTIONS = {
+    "createImage": "os_compute_api:servers:create_image",
+    "os-resetState": "os_compute_api:os-admin-actions:reset_state",
+    "os-stop": "os_compute_api:servers:stop",
+    "os-start": "os_compute_api:servers:start",
+}
+
+
+def _readable_sources(request: Request, snapshot_id: str | None, volume_id: str | None) -> None:
+    """A volume or snapshot a new record is made from must be the caller's to read."""
+    if snapshot_id is not None:
+        owned(request, _svc(request).snapshots, snapshot_id)
+    if volume_id is not None:
+        owned(request, _svc(request).volumes, volume_id)
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from ferry.catalog.owners import TRANSIENT
 from ferry.catalog.records import utcnow
 from ferry.catalog.schema import backups, servers, volume_snapshots, volumes
+from ferry.config import NOAUTH_PROJECT
 from ferry.errors import AlreadyExists, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class VolumeRecord:
     source: dict[str, Any] = field(default_factory=dict)
     volume_image_metadata: dict[str, Any] | None = None
     attached_to: str | None = None
+    project_id: str = NOAUTH_PROJECT
+    user_id: str | None = None
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
@@ -63,6 +66,8 @@ class SnapshotRecord:
     description: str | None
     status: SnapshotStatus
     size: int
+    project_id: str = NOAUTH_PROJECT
+    user_id: str | None = None
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
@@ -77,6 +82,8 @@ class ServerRecord:
     volume_id: str | None = None
     fault: str | None = None
     image_source: dict[str, Any] | None = None
+    project_id: str = NOAUTH_PROJECT
+    user_id: str | None = None
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
@@ -93,6 +100,8 @@ class BackupRecord:
     is_incremental: bool
     source_snap: str
     moved: int = 0
+    project_id: str = NOAUTH_PROJECT
+    user_id: str | None = None
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 

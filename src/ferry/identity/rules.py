@@ -112,6 +112,8 @@ _VOLUMES = {
     "os_compute_api:servers:index": ADMIN_OR_PROJECT_READER,
     "os_compute_api:servers:delete": ADMIN_OR_PROJECT_MEMBER,
     "os_compute_api:servers:create_image": ADMIN_OR_PROJECT_MEMBER,
+    "os_compute_api:servers:start": ADMIN_OR_PROJECT_MEMBER,
+    "os_compute_api:servers:stop": ADMIN_OR_PROJECT_MEMBER,
     "os_compute_api:os-admin-actions:reset_state": ADMIN,
 }
 

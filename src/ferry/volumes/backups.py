@@ -62,6 +62,7 @@ class Backups:
             base=previous.base if previous else f"{volume_name(volume_id)}.backup.{backup_id}",
             is_incremental=previous is not None,
             source_snap=f"backup.{backup_id}",
+            project_id=volume.project_id,
         )
         try:
             with Undo() as undo:
@@ -148,6 +149,7 @@ class Backups:
             bootable=bootable,
             source={"backup_id": backup_id},
             volume_image_metadata=meta,
+            project_id=backup.project_id,
         )
         spec = ImageSpec(VOLUMES, volume_name(record.id))
         with Undo() as undo:

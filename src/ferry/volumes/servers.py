@@ -11,6 +11,7 @@ from ferry import failpoints
 from ferry.block import ImageSpec
 from ferry.catalog import ImageRecord, ServerRecord
 from ferry.catalog.resources import ServerStatus
+from ferry.config import NOAUTH_PROJECT
 from ferry.errors import Conflict, InvalidRequest, NotFound
 from ferry.images.transfer import read_range
 from ferry.volumes.undo import Undo
@@ -45,6 +46,8 @@ class Servers:
         volume_id: str | None = None,
         boot_volume_size: int | None = None,
         missing_image: MissingImage | None = None,
+        project_id: str = NOAUTH_PROJECT,
+        user_id: str | None = None,
     ) -> ServerRecord:
         """Boot (the storage side): a root disk cloned from an image, or a volume.
 
@@ -62,6 +65,8 @@ class Servers:
             status="BUILD",
             availability_zone=zone.az,
             image_id=image_id,
+            project_id=project_id,
+            user_id=user_id,
         )
         if boot_volume_size is not None:
             cross_az = self.zones.compute.cross_az_attach
@@ -71,6 +76,8 @@ class Servers:
                 name=f"{name or record.id}-boot",
                 image_id=image_id,
                 missing_image=missing_image,
+                project_id=project_id,
+                user_id=user_id,
             )
             volume_id = volume.id
         if volume_id is not None:
@@ -189,6 +196,7 @@ class Servers:
                 "instance_uuid": server.id,
                 "base_image_ref": server.image_id or "",
                 "owner_specified.openstack.object": f"servers/{server.id}",
+                "owner": server.project_id,  # the image belongs to the server's project
             }
         )
 

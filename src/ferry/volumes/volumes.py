@@ -12,6 +12,7 @@ from typing import Any
 from ferry import failpoints
 from ferry.block import ImageSpec
 from ferry.catalog import ImageRecord, SnapshotRecord, VolumeRecord
+from ferry.config import NOAUTH_PROJECT
 from ferry.errors import Conflict, InUse, InvalidRequest, NotFound
 from ferry.volumes.undo import Undo
 from ferry.volumes.zones import (
@@ -59,8 +60,11 @@ class Volumes:
         snapshot_id: str | None = None,
         source_volid: str | None = None,
         missing_image: MissingImage | None = None,
+        project_id: str = NOAUTH_PROJECT,
+        user_id: str | None = None,
     ) -> VolumeRecord:
-        """A volume (size in GiB) from an image, a snapshot, another volume, or blank."""
+        """A volume (size in GiB) from an image, a snapshot, another volume, or blank,
+        owned by ``project_id``."""
         if sum(x is not None for x in (image_id, snapshot_id, source_volid)) > 1:
             raise InvalidRequest("give at most one source: an image, a snapshot or a volume")
         if snapshot_id is not None:
@@ -89,6 +93,8 @@ class Volumes:
             bootable=src.bootable,
             source=src.source,
             volume_image_metadata=src.meta,
+            project_id=project_id,
+            user_id=user_id,
         )
         spec = ImageSpec(VOLUMES, volume_name(record.id))
         with Undo() as undo:
@@ -178,6 +184,7 @@ class Volumes:
             description=description,
             status="creating",
             size=volume.size,
+            project_id=volume.project_id,  # a snapshot belongs where its volume does
         )
         snap = f"snapshot-{record.id}"
         with Undo() as undo:
