@@ -275,8 +275,10 @@ def reset_status(kind: str, record_id: str, body: dict[str, Any], request: Reque
     status = arg.get("status")
     if not isinstance(status, str):
         raise InvalidRequest("os-reset_status needs a status")
-    records: Records[Any] = {"volume": svc.volumes, "snapshot": svc.snapshots,
-                             "backup": svc.backups}[noun]  # fmt: skip
+    tables: dict[str, Records[Any]] = {
+        "volume": svc.volumes, "snapshot": svc.snapshots, "backup": svc.backups
+    }  # fmt: skip
+    records = tables[noun]
     owned(request, records, record_id, f"volume_extension:{noun}_admin_actions:reset_status")
     _svc(request).reset_status(noun, record_id, status)
     return empty(202)
