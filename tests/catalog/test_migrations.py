@@ -13,9 +13,10 @@ from sqlalchemy import create_engine, inspect
 from ferry.catalog import Catalog, ImageRecord
 from ferry.catalog.schema import metadata
 
-HEAD = "0005"  # the newest revision
+HEAD = "0006"  # the newest revision
 TABLES = {"alembic_version", "images", "image_properties", "image_tags", "image_locations", "tasks",
-          "volumes", "volume_snapshots", "servers", "backups", "holders", "leases"}  # fmt: skip
+          "volumes", "volume_snapshots", "servers", "backups", "holders", "leases",
+          "image_members"}  # fmt: skip
 
 
 def schema_of(url: str) -> tuple[set[str], str | None, list[object]]:

@@ -24,10 +24,17 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Row, delete, false, func, insert, select, text, update
 
-from ferry.catalog import listing, owners, resources, rows
+from ferry.catalog import listing, members, owners, resources, rows
 from ferry.catalog.engine import create_engines
 from ferry.catalog.records import UNFINISHED, ImageRecord, Location, TaskRecord, utcnow
-from ferry.catalog.schema import image_locations, image_properties, image_tags, images, tasks
+from ferry.catalog.schema import (
+    image_locations,
+    image_members,
+    image_properties,
+    image_tags,
+    images,
+    tasks,
+)
 from ferry.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -67,6 +74,7 @@ class Catalog:
         self.holder: str | None = None
         self.volumes, self.snapshots, self.servers, self.backups = resources.records(self)
         self.owners = owners.Owners(self)
+        self.members = members.Members(self)
 
     def __enter__(self) -> Catalog:
         return self
@@ -122,18 +130,23 @@ class Catalog:
         sort: Sequence[tuple[str, str]] = (("created_at", "desc"),),
         marker: str | None = None,
         limit: int = 25,
+        viewer: listing.Viewer | None = None,
     ) -> list[ImageRecord]:
-        """Images matching Glance's list filters, sorted, from after the marker image on."""
+        """Images matching Glance's list filters, sorted, from after the marker image on; with
+        a ``viewer``, only those Glance lists to it (and a marker it may see)."""
         if limit < 0:
             raise InvalidRequest(f"limit must be a non-negative integer, not {limit}")
         order = listing.sort_columns(sort)
-        clauses = listing.image_filters(filters or {})
+        clauses = listing.image_filters(filters or {}, viewer)
         with self._transaction(write=False) as conn:
             after = None
             if marker is not None:
-                after = conn.execute(
-                    listing.marker_query(order, images, marker).where(images.c.status != "deleted")
-                ).first()
+                found = listing.marker_query(order, images, marker).where(
+                    images.c.status != "deleted"
+                )
+                if viewer is not None:
+                    found = found.where(listing.visible_to(viewer))
+                after = conn.execute(found).first()
                 if after is None:
                     raise InvalidRequest(f"Marker {marker} could not be found.")
             query = listing.page(select(images).where(*clauses), order, after).limit(limit)
@@ -183,6 +196,7 @@ class Catalog:
         Its locations are kept, marked "deleting", until ``forget_location`` says that store's
         data is gone; the row is held by this catalogue's holder meanwhile, so if it dies the
         reconciler finishes the delete. A protected image is not deleted (Forbidden), as Glance.
+        Its members go at once.
         """
         with self._transaction(write=True) as conn:
             self._change(conn, image_id, None, {})  # takes the row lock before reading
@@ -200,6 +214,7 @@ class Catalog:
                 .where(image_locations.c.image_id == image_id)
                 .values(status="deleting", updated_at=now)
             )
+            conn.execute(delete(image_members).where(image_members.c.image_id == image_id))
             conn.execute(  # a running import stops at its next heartbeat (within a second)
                 update(tasks)
                 .where(tasks.c.image_id == image_id, tasks.c.status.in_(list(UNFINISHED)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,12 +37,72 @@ _EQUAL_COLUMNS = ("name", "status", "disk_format", "container_format", "owner", 
 _BOOL_COLUMNS = ("protected", "os_hidden")
 _TIME_COLUMNS = ("created_at", "updated_at")
 _TIME_OPERATORS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte"})
+VISIBILITY_FILTERS = frozenset({"public", "private", "shared", "community", "all"})
+MEMBER_STATUS_FILTERS = frozenset({"pending", "accepted", "rejected", "all"})
 
 
-def image_filters(filters: Mapping[str, str | list[str]]) -> list[ColumnElement[bool]]:
-    """WHERE clauses for Glance's image-list filters; a list of values must all hold."""
+@dataclass(frozen=True)
+class Viewer:
+    """Who lists images: their project, whether they see every project's (Glance's admin),
+    and which of their memberships count (Glance's ``member_status``, default accepted)."""
+
+    project_id: str | None
+    sees_all: bool = False
+    member_status: str = "accepted"
+
+
+def visible_to(viewer: Viewer) -> ColumnElement[bool]:
+    """Images the viewer may see at all (Glance's ``is_image_visible``): those it may list with
+    any member status, and images nobody owns."""
+    if viewer.sees_all:
+        return true()
+    anyhow = Viewer(viewer.project_id, member_status="all")
+    return or_(_scope(anyhow), schema.images.c.owner.is_(None))
+
+
+def _scope(viewer: Viewer) -> ColumnElement[bool]:
+    """Glance's listing union for a non-admin: public and community images, the project's own,
+    and shared images it is a member of with the asked status. Admins see every image."""
+    img, members = schema.images, schema.image_members
+    if viewer.sees_all:
+        return true()
+    if viewer.project_id is None:
+        return img.c.visibility.in_(("public", "community"))
+    membership = [
+        members.c.image_id == img.c.id,
+        members.c.member_id == viewer.project_id,
+    ]
+    if viewer.member_status != "all":
+        membership.append(members.c.status == viewer.member_status)
+    return or_(
+        img.c.visibility.in_(("public", "community")),
+        img.c.owner == viewer.project_id,
+        and_(img.c.visibility == "shared", exists().where(*membership)),
+    )
+
+
+def _community(viewer: Viewer) -> ColumnElement[bool]:
+    """Without a visibility filter, community images are listed only to their owner."""
+    img = schema.images
+    if viewer.project_id is None:
+        return img.c.visibility != "community"
+    return or_(img.c.visibility != "community", img.c.owner == viewer.project_id)
+
+
+def image_filters(
+    filters: Mapping[str, str | list[str]], viewer: Viewer | None = None
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses for Glance's image-list filters; a list of values must all hold.
+
+    With a ``viewer``, only the images Glance would list to them (without one, every image:
+    the catalogue's own callers).
+    """
     img = schema.images
     clauses: list[ColumnElement[bool]] = [img.c.status != "deleted"]
+    if viewer is not None:
+        clauses.append(_scope(viewer))
+        if "visibility" not in filters:
+            clauses.append(_community(viewer))
     if "os_hidden" not in filters:
         # Like Glance: hidden images are left out unless the caller asks about os_hidden.
         clauses.append(img.c.os_hidden == false())

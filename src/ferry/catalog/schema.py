@@ -121,6 +121,19 @@ image_locations = Table(
     Index(None, "store"),
 )
 
+# Projects an image is shared with (Glance's image_members): only a ``shared`` image's members
+# see it, and a member lists it once it accepted. Removed with the image.
+image_members = Table(
+    "image_members",
+    metadata,
+    Column("image_id", String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("member_id", String(255), primary_key=True),  # a project id
+    Column("status", String(20), nullable=False),  # pending, accepted, rejected
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "member_id"),
+)
+
 tasks = Table(
     "tasks",
     metadata,
