@@ -121,3 +121,72 @@ def test_web_download_of_an_unresolvable_host_fails_in_its_task(http: httpx.Clie
     assert (doc["status"], doc["os_glance_failed_import"]) == ("queued", "default_backend")
     (task,) = http.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
     assert task["status"] == "failure" and "does-not.exist" in task["message"], task
+
+
+# --- 2 and 6. Glance's 404s and 405s, in Glance's bodies ------------------------------------
+NOT_FOUND_PAGE = (
+    "<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n"
+    "  The resource could not be found.<br /><br />\n\n\n\n </body>\n</html>"
+)  # what the real Glance 33 sent for GET /v2/ (reference step 02)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v2/images/", "/v2/tasks/", "/v2/info/stores/", "/v2/schemas/image/", "/v2/", "/v2/nope"],
+)
+def test_unknown_paths_and_trailing_slashes_are_glances_404(http: httpx.Client, path: str) -> None:
+    r = http.get(path)
+    assert (r.status_code, r.text) == (404, NOT_FOUND_PAGE)
+    assert r.headers["content-type"] == "text/html; charset=UTF-8"
+    assert r.headers["x-openstack-request-id"].startswith("req-")
+    r = http.get(path, headers=JSON)
+    assert r.status_code == 404
+    assert r.json() == {
+        "message": "The resource could not be found.<br /><br />\n\n\n",
+        "code": "404 Not Found",
+        "title": "Not Found",
+    }
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/images", "/v2/tasks", "/v2/info/stores", "/v2/info/import", "/v2/schemas/image"]
+)
+def test_paths_without_the_slash_still_answer(http: httpx.Client, path: str) -> None:
+    assert http.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v2/images", "GET, POST"),
+        ("POST", "/v2/images/{id}", "GET, PATCH, DELETE"),
+        ("DELETE", "/v2/images/{id}/file", "GET, PUT"),
+        ("POST", "/v2/images/{id}/tasks", "GET"),
+    ],
+)
+def test_a_method_not_allowed_is_glances_405(
+    http: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    path = path.format(id=new_image(http)["id"])
+    r = http.request(method, path, headers=JSON)
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
+    assert r.json()["code"] == "405 Method Not Allowed"
+    assert message(r) == f"The method {method} is not allowed for this resource."
+
+
+def test_an_unparsable_body_is_a_glance_400(http: httpx.Client) -> None:
+    r = http.post("/v3/volumes", json={"volume": {"size": 0}}, headers=JSON)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "400 Bad Request"
+    assert message(r).startswith("Invalid input: volume.size: ")
+    assert "detail" not in r.json()
+
+
+# --- 5. the health check ---------------------------------------------------------------------
+def test_healthcheck_is_olso_middlewares_plain_ok(gaps: Site) -> None:
+    r = httpx.get(f"{gaps.url}/healthcheck")  # no token
+    assert (r.status_code, r.text) == (200, "OK")
+    assert r.headers["content-type"] == "text/plain; charset=UTF-8"
+    assert "x-openstack-request-id" not in r.headers
+    assert httpx.head(f"{gaps.url}/healthcheck").status_code == 204

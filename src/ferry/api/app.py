@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry import errors
-from ferry.api import discovery, images, tasks, volumes
+from ferry.api import discovery, health, images, tasks, volumes
 from ferry.api.auth import Authenticate
-from ferry.api.errors import ferry_error
+from ferry.api.errors import ferry_error, http_error, validation_error
 from ferry.config import Config
 from ferry.identity.keystone import Tokens
 from ferry.identity.policy import Policy
@@ -66,7 +68,11 @@ def create_app(config: Config, site_name: str) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.add_exception_handler(errors.FerryError, ferry_error)
+    app.add_exception_handler(HTTPException, http_error)  # no route, no such method
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.router.redirect_slashes = False  # /v2/images/ is a 404 in Glance, not a redirect
     app.include_router(discovery.router)
+    app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(tasks.router)
     app.include_router(volumes.router)
@@ -79,11 +85,13 @@ def create_app(config: Config, site_name: str) -> FastAPI:
 class RequestId:
     """Every response but the version documents carries ``x-openstack-request-id``."""
 
+    UNMARKED = frozenset({"/", "/versions", "/metrics", "/healthcheck"})  # as Glance's
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in ("/", "/versions", "/metrics"):
+        if scope["type"] != "http" or scope["path"] in self.UNMARKED:
             await self.app(scope, receive, send)
             return
         request_id = f"req-{uuid.uuid4()}"

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from ferry import errors
 
@@ -95,8 +96,21 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     response = error_response(request, status, message)
-    response.headers.update(exc.headers or {})  # a 405 says which methods are allowed
+    response.headers.update(exc.headers or {})
+    if status == 405:  # every method of the path, as Glance's Allow lists them
+        response.headers["Allow"] = _allowed(request)
     return response
+
+
+def _allowed(request: Request) -> str:
+    """The methods some route takes for the request's path, in Glance's order."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in ("GET", "PUT", "POST", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
