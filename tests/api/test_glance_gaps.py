@@ -4,8 +4,13 @@ tasks API's create, a web-download of a host that does not resolve, and the loca
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +32,24 @@ def gaps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         EmbeddedCluster.init(tmp / name, name)
         clusters[name] = str(tmp / name)
     yield from start_site(tmp, clusters)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP server on 127.0.0.1 (the site allows it) serving a directory."""
+    root = tmp_path_factory.mktemp("www")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=root))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+    thread.join()
 
 
 @pytest.fixture
@@ -162,6 +185,7 @@ def test_paths_without_the_slash_still_answer(http: httpx.Client, path: str) -> 
         ("POST", "/v2/images/{id}", "GET, PATCH, DELETE"),
         ("DELETE", "/v2/images/{id}/file", "GET, PUT"),
         ("POST", "/v2/images/{id}/tasks", "GET"),
+        ("PATCH", "/v2/tasks", "GET, POST"),
     ],
 )
 def test_a_method_not_allowed_is_glances_405(
@@ -190,3 +214,86 @@ def test_healthcheck_is_olso_middlewares_plain_ok(gaps: Site) -> None:
     assert r.headers["content-type"] == "text/plain; charset=UTF-8"
     assert "x-openstack-request-id" not in r.headers
     assert httpx.head(f"{gaps.url}/healthcheck").status_code == 204
+
+
+# --- 4. the tasks API's create ------------------------------------------------------------------
+def legacy_task(import_from: str, disk_format: str = "raw") -> dict[str, Any]:
+    """The body Tempest's test_image_task sends."""
+    properties = {
+        "container_format": "bare",
+        "disk_format": disk_format,
+        "visibility": "public",
+        "name": "task_image",
+    }
+    return {
+        "type": "import",
+        "input": {
+            "image_properties": properties,
+            "import_from_format": disk_format,
+            "import_from": import_from,
+        },
+    }
+
+
+def settled_task(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        task: dict[str, Any] = http.get(f"/v2/tasks/{task_id}").json()
+        return task if task["status"] in ("success", "failure") else None
+
+    found: dict[str, Any] = wait_for(done)
+    return found
+
+
+def test_an_import_task_makes_an_image_from_a_url(
+    http: httpx.Client, web: tuple[str, Path]
+) -> None:
+    base, root = web
+    data = bytes(range(256)) * 4096
+    (root / "disk.raw").write_bytes(data)
+    r = http.post("/v2/tasks", json=legacy_task(f"{base}/disk.raw"))
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert r.headers["location"] == f"/v2/tasks/{created['id']}"
+    assert created["type"] == "import" and created["status"] in ("pending", "processing")
+    assert created["input"]["import_from"] == f"{base}/disk.raw"
+    task = settled_task(http, created["id"])
+    assert task["status"] == "success", task["message"]
+    image = http.get(f"/v2/images/{task['result']['image_id']}").json()
+    assert (image["status"], image["name"], image["visibility"]) == (
+        "active",
+        "task_image",
+        "public",
+    )
+    assert image["disk_format"] == "raw" and image["stores"] == "default_backend"
+    assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()
+
+
+def test_an_import_task_from_an_unresolvable_host_fails(http: httpx.Client) -> None:
+    """Tempest's test_task_create_fake_image_location: 201, then the task fails."""
+    r = http.post("/v2/tasks", json=legacy_task("http://tempest-dummy-img-file-1.qcow2", "qcow2"))
+    assert r.status_code == 201, r.text
+    task = settled_task(http, r.json()["id"])
+    assert task["status"] == "failure" and "tempest-dummy-img-file-1" in task["message"], task
+
+
+def test_a_task_glance_cannot_run_fails_and_a_body_that_is_no_task_is_a_400(
+    http: httpx.Client,
+) -> None:
+    def post(body: Any) -> tuple[int, str]:
+        r = http.post("/v2/tasks", json=body, headers=JSON)
+        return r.status_code, message(r) if r.status_code >= 400 else r.json()["status"]
+
+    def task_images() -> int:
+        return sum(i["name"] == "task_image" for i in http.get("/v2/images").json()["images"])
+
+    assert post({"input": {}}) == (400, "Task 'type' is required")
+    assert post({"type": "import"}) == (400, "Task 'input' is required")
+    assert post({"type": "export", "input": {}})[0] == 400  # not in the task schema
+    before = task_images()
+    task = legacy_task("http://169.254.169.254/latest/meta-data/")
+    assert post(task) == (201, "failure")  # refused by the web-download guard
+    del task["input"]["import_from"]
+    r = http.post("/v2/tasks", json=task)
+    assert (r.status_code, r.json()["status"]) == (201, "failure")
+    assert r.json()["message"] == "Input does not contain 'import_from' field"
+    assert task_images() == before  # neither left an image behind

@@ -6,14 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from ferry.api import render
+from ferry.api.auth import context_of, enforce
 from ferry.api.bodies import json_body, limits
 from ferry.api.errors import empty
 from ferry.api.images import check_received, int_param
 from ferry.errors import InvalidRequest
 from ferry.images.imports import Imports
+from ferry.images.legacy_tasks import create_task as create_legacy_task
 
 router = APIRouter(prefix="/v2")
 
@@ -58,6 +60,21 @@ def image_tasks(image_id: str, request: Request) -> dict[str, Any]:
     imports.service.get(image_id)  # 404 for an unknown image
     found = imports.service.catalog.list_tasks(image_id=image_id, sort_dir="asc", limit=1000)
     return {"tasks": [render.image_task(t) for t in found]}
+
+
+@router.post("/tasks", status_code=201)
+async def create_task(request: Request) -> JSONResponse:
+    """Glance's tasks API create: admin-only by default (``tasks_api_access``, ``add_task``)."""
+    target = {"project_id": context_of(request).project_id}
+    enforce(request, "tasks_api_access", target)
+    ctx = enforce(request, "add_task", target)
+    body = await json_body(request)
+    rid = request.scope.get("request_id")
+    task = await run_in_threadpool(
+        create_legacy_task, _imports(request), body, ctx.project_id, ctx.user_id, rid
+    )
+    headers = {"Location": f"/v2/tasks/{task.id}"}
+    return JSONResponse(render.task(task), status_code=201, headers=headers)
 
 
 @router.get("/tasks")
