@@ -26,9 +26,7 @@ class Policy:
         if policy_file is not None and not policy_file.is_file():
             raise InvalidRequest(f"policy file {policy_file} does not exist")
         self.enforcer = oslo.Enforcer(
-            conf,
-            policy_file=str(policy_file) if policy_file else "ferry-policy-none.yaml",
-            fallback_to_json_file=False,
+            conf, policy_file=str(policy_file) if policy_file else "ferry-policy-none.yaml"
         )
         self.enforcer.register_defaults(DEFAULTS)
         try:
