@@ -210,6 +210,12 @@ class LimitsConfig(Frozen):
     image_tag_quota: int = Field(
         128, ge=0, description="Glance's image_tag_quota: tags one image may have."
     )
+    image_member_quota: int = Field(
+        128,
+        ge=-1,
+        description="Glance's image_member_quota: projects one image may be shared with "
+        "(-1: no limit). Adding one more is refused with 413.",
+    )
     max_request_body: int = Field(
         1 << 20,
         ge=1024,

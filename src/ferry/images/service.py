@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -25,6 +25,7 @@ import jsonschema
 
 from ferry import failpoints
 from ferry.catalog import Catalog, ImageRecord
+from ferry.catalog.listing import MEMBER_STATUS_FILTERS, VISIBILITY_FILTERS, Viewer
 from ferry.config import LimitsConfig
 from ferry.errors import (
     AlreadyExists,
@@ -38,6 +39,7 @@ from ferry.errors import (
     ReadOnlyStore,
     TooLarge,
 )
+from ferry.identity.context import Context
 from ferry.images.formats import check_declared
 from ferry.images.stores import Store, Stores
 from ferry.images.upload import ImageWriter
@@ -68,6 +70,8 @@ PATCH_OPS = ("add", "remove", "replace")
 # node's own files.
 RESTRICTED_SCHEMES = frozenset({"file", "filesystem", "swift+config"})
 DEFAULT_LIMITS = LimitsConfig.model_validate({})
+# Sees each JSON-patch operation (kind, attribute, value) before it is applied; raises to refuse.
+PatchGuard = Callable[[str, str, Any], None]
 
 
 @cache
@@ -112,6 +116,7 @@ class ListQuery:
     sort: Sequence[tuple[str, str]] = (("created_at", "desc"),)
     marker: str | None = None
     limit: int = 25
+    member_status: str = "accepted"  # which of the caller's shared images to list
 
 
 class ImageService:
@@ -123,7 +128,13 @@ class ImageService:
         self.owner = owner
 
     # --- records ---------------------------------------------------------------------------
-    def create(self, body: Mapping[str, Any], limits: LimitsConfig = DEFAULT_LIMITS) -> ImageRecord:
+    def create(
+        self,
+        body: Mapping[str, Any],
+        limits: LimitsConfig = DEFAULT_LIMITS,
+        ctx: Context | None = None,
+    ) -> ImageRecord:
+        """A new queued image, owned by the caller's project unless the body names an owner."""
         body = {k: v for k, v in body.items() if k not in COMPUTED}
         for key in body.keys() - {"id"}:
             _check_writable(key)
@@ -145,7 +156,7 @@ class ImageService:
             checksum=None,
             os_hash_algo=None,
             os_hash_value=None,
-            owner=core.get("owner", self.owner),
+            owner=core.get("owner", self.owner if ctx is None else ctx.project_id),
             visibility=core.get("visibility", "shared"),
             protected=bool(core.get("protected", False)),
             os_hidden=bool(core.get("os_hidden", False)),
@@ -165,9 +176,22 @@ class ImageService:
     def get(self, image_id: str) -> ImageRecord:
         return self.catalog.get_image(image_id)
 
-    def list(self, query: ListQuery) -> list[ImageRecord]:
+    def list(self, query: ListQuery, ctx: Context | None = None) -> list[ImageRecord]:
+        """The images matching the query that Glance lists to the caller (all, without one)."""
+        visibility = query.filters.get("visibility")
+        if visibility and (not isinstance(visibility, str) or visibility not in VISIBILITY_FILTERS):
+            raise InvalidRequest(f"Invalid visibility value: {visibility}")
+        if query.member_status not in MEMBER_STATUS_FILTERS:
+            raise InvalidRequest(f"Invalid status: {query.member_status}")
+        viewer = None
+        if ctx is not None:
+            viewer = Viewer(ctx.project_id, ctx.can_see_all(), query.member_status)
         return self.catalog.list_images(
-            filters=query.filters, sort=query.sort, marker=query.marker, limit=query.limit
+            filters=query.filters,
+            sort=query.sort,
+            marker=query.marker,
+            limit=query.limit,
+            viewer=viewer,
         )
 
     def update(
@@ -176,14 +200,16 @@ class ImageService:
         ops: Sequence[Mapping[str, Any]],
         limits: LimitsConfig = DEFAULT_LIMITS,
         media_type: str = PATCH_V21,
+        guard: PatchGuard | None = None,
     ) -> ImageRecord:
-        """Apply a JSON patch (either of Glance's media types) with Glance's rules."""
+        """Apply a JSON patch (either of Glance's media types) with Glance's rules; ``guard``
+        sees each operation (kind, attribute, value) before it is applied, and may refuse it."""
         draft4 = media_type == PATCH_V20
         changes = [_from_draft4(op) for op in ops] if draft4 else list(ops)
         record = self.get(image_id)
         doc = _document(record)
         for op in changes:
-            _apply(doc, op, add_overwrites=not draft4)
+            _apply(doc, op, add_overwrites=not draft4, guard=guard)
         validate({k: v for k, v in doc.items() if k not in READ_ONLY})
         fields = {k: doc[k] for k in CORE - READ_ONLY - {"tags", "locations"} if k in doc}
         extra = {k: v for k, v in doc.items() if k not in CORE}
@@ -406,7 +432,13 @@ def _from_draft4(op: object) -> Mapping[str, Any]:
     return change
 
 
-def _apply(doc: dict[str, Any], op: Mapping[str, Any], *, add_overwrites: bool = True) -> None:
+def _apply(
+    doc: dict[str, Any],
+    op: Mapping[str, Any],
+    *,
+    add_overwrites: bool = True,
+    guard: PatchGuard | None = None,
+) -> None:
     """One JSON-patch operation on an image document, with Glance's attribute rules.
 
     ``add_overwrites`` False is the v2.0 media type's ``add``: 409 for an attribute the
@@ -423,6 +455,8 @@ def _apply(doc: dict[str, Any], op: Mapping[str, Any], *, add_overwrites: bool =
     if name in COMPUTED:
         return
     _check_writable(name)
+    if guard is not None:
+        guard(kind, name, op.get("value"))
     if kind == "remove":
         if name in CORE:
             raise Forbidden(f"Property {name} may not be removed.")
