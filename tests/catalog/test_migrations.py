@@ -13,10 +13,11 @@ from sqlalchemy import create_engine, inspect
 from ferry.catalog import Catalog, ImageRecord
 from ferry.catalog.schema import metadata
 
-HEAD = "0006"  # the newest revision
+HEAD = "0007"  # the newest revision
 TABLES = {"alembic_version", "images", "image_properties", "image_tags", "image_locations", "tasks",
           "volumes", "volume_snapshots", "servers", "backups", "holders", "leases",
-          "image_members"}  # fmt: skip
+          "image_members", "metadef_namespaces", "metadef_resource_types", "metadef_associations",
+          "metadef_objects", "metadef_properties", "metadef_tags"}  # fmt: skip
 
 
 def schema_of(url: str) -> tuple[set[str], str | None, list[object]]:

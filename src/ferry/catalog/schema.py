@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 
@@ -272,3 +274,82 @@ leases = Table(
     Column("holder", String(255), nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+# --- metadata definitions (Glance's metadefs): namespaces of property, object and tag
+# definitions, and the resource types (OS::Glance::Image, ...) each namespace applies to -----
+
+metadef_namespaces = Table(
+    "metadef_namespaces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(80), nullable=False, unique=True),
+    Column("display_name", String(80)),
+    Column("description", Text),
+    Column("visibility", String(32), nullable=False),  # public, private
+    Column("protected", Boolean, nullable=False),
+    Column("owner", String(255), nullable=False),  # a project id
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "owner"),
+)
+
+metadef_resource_types = Table(
+    "metadef_resource_types",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("protected", Boolean, nullable=False),  # the standard ones
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Which resource types a namespace applies to (Glance's metadef_namespace_resource_types).
+metadef_associations = Table(
+    "metadef_associations",
+    metadata,
+    Column(
+        "namespace_id",
+        Integer,
+        ForeignKey("metadef_namespaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("resource_type_id", Integer, ForeignKey("metadef_resource_types.id"), primary_key=True),
+    Column("prefix", String(80)),  # e.g. "hw_": how the properties are named on the resource
+    Column("properties_target", String(80)),  # e.g. "image": which of its metadata they go in
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "resource_type_id"),
+)
+
+
+def _definitions(name: str, *columns: Column[Any]) -> Table:
+    """A table of one kind of a namespace's definitions, named uniquely in the namespace."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(
+            "namespace_id",
+            Integer,
+            ForeignKey("metadef_namespaces.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("name", String(255), nullable=False),
+        *columns,
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("namespace_id", "name"),
+    )
+
+
+metadef_objects = _definitions(
+    "metadef_objects",
+    Column("description", Text),
+    Column("required", NullableJSON),  # names of its properties an object must have
+    Column("json_schema", NullableJSON, nullable=False),  # its properties: name -> schema
+)
+metadef_properties = _definitions(
+    "metadef_properties",
+    Column("json_schema", NullableJSON, nullable=False),  # the property's schema, sans name
+)
+metadef_tags = _definitions("metadef_tags")
