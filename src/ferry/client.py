@@ -38,6 +38,7 @@ COLLECTIONS = {
 # HTTP status -> error class: the inverse of ferry.api.errors.STATUS, where it is one-to-one.
 ERRORS: dict[int, type[errors.FerryError]] = {
     400: errors.InvalidRequest,
+    401: errors.Unauthenticated,
     403: errors.Forbidden,
     404: errors.NotFound,
     409: errors.Conflict,
@@ -53,12 +54,12 @@ class ImageClient:
     """One ferry site's API (images, volumes, snapshots, backups, servers), over one HTTP
     connection pool. Named for the Image API it began with."""
 
-    def __init__(self, url: str, timeout: float = 60) -> None:
+    def __init__(self, url: str, timeout: float = 60, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
-            headers={"X-Auth-Token": "noauth", "Accept": "application/json"},
+            headers={"X-Auth-Token": token or "noauth", "Accept": "application/json"},
         )
 
     def __enter__(self) -> Self:
@@ -346,6 +347,8 @@ def error_message(r: httpx.Response) -> str:
     if "json" in r.headers.get("content-type", ""):
         with suppress(ValueError):
             doc = r.json()
+            if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+                doc = doc["error"]  # keystonemiddleware's (and Cinder's) {"error": {...}}
             text = str(doc.get("message") or "") if isinstance(doc, dict) else text
     elif "<h1>" in text:  # webob's page: the message follows the title
         text = text.split("</h1>", 1)[-1]

@@ -4,6 +4,9 @@ defaults), with ferry's sites in keystone mode."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,3 +200,30 @@ def test_snapshots_backups_and_servers_are_their_projects_own(cloud: Cloud) -> N
     assert cloud.call("a_reader", "POST", f"{server_path}/action", json=stop).status_code == 403
     assert cloud.call("a_member", "POST", f"{server_path}/action", json=stop).status_code == 202
     assert cloud.call("a_member", "DELETE", server_path).status_code == 204
+
+
+def test_ferry_cli_logs_in_with_the_openrc_variables(cloud: Cloud) -> None:
+    password = new_password()
+    cloud.keystone.user("access-cli", password, "access-a", ("member",))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    openrc = base | {
+        "OS_AUTH_URL": cloud.keystone.url, "OS_USERNAME": "access-cli", "OS_PASSWORD": password,
+        "OS_PROJECT_NAME": "access-a", "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+    }  # fmt: skip
+
+    def ferry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        group, *rest = args
+        return subprocess.run(
+            [sys.executable, "-m", "ferry", group, "--url", cloud.central, *rest], env=env,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    made = ferry(openrc, "volume", "create", "--size", "1", "--name", "cli-vol")
+    assert made.returncode == 0, made.stderr
+    listed = ferry(openrc, "volume", "list")
+    assert listed.returncode == 0 and "cli-vol" in listed.stdout
+    refused = ferry(base, "volume", "list")
+    assert refused.returncode == 13 and "authentication" in refused.stderr.lower()
+    wrong = ferry(openrc | {"OS_PASSWORD": "wrong"}, "volume", "list")
+    assert wrong.returncode == 13 and "gave no token" in wrong.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferry.client import Doc, ImageClient
+from ferry.errors import Unauthenticated
 
 out = Console(highlight=False)
 if not out.is_terminal:
@@ -30,8 +32,35 @@ def url_option(
 
 @contextmanager
 def connect(ctx: typer.Context) -> Iterator[ImageClient]:
-    with ImageClient(ctx.obj) as client:
+    with ImageClient(ctx.obj, token=token_from_environment()) as client:
         yield client
+
+
+def token_from_environment() -> str | None:
+    """``OS_AUTH_TOKEN``, else a token for the ``OS_*`` password variables an openrc sets (as
+    openstackclient reads them), else none (a noauth site)."""
+    if token := os.environ.get("OS_AUTH_TOKEN"):
+        return token
+    if not os.environ.get("OS_AUTH_URL"):
+        return None
+    from keystoneauth1 import exceptions, loading, session
+
+    def env(name: str, default: str | None = None) -> str | None:
+        return os.environ.get(f"OS_{name.upper()}", default)
+
+    plugin: Any = loading.get_plugin_loader("password").load_from_options(
+        auth_url=env("auth_url"),
+        username=env("username"),
+        password=env("password"),
+        project_name=env("project_name"),
+        user_domain_name=env("user_domain_name", "Default"),
+        project_domain_name=env("project_domain_name", "Default"),
+    )
+    try:
+        token = session.Session(auth=plugin).get_token()
+    except exceptions.ClientException as exc:
+        raise Unauthenticated(f"Keystone at {env('auth_url')} gave no token: {exc}") from exc
+    return str(token) if token else None
 
 
 def cell(value: Any) -> str:

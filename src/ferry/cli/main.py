@@ -8,11 +8,12 @@ import typer
 from rich.console import Console
 
 from ferry import errors
-from ferry.cli import block, check, demo, image, key, serve, server, topology, up, volume
+from ferry.cli import block, check, demo, image, key, keystone, serve, server, topology, up, volume
 
 # One table: error class → exit code (errno values, as rbd reports them).
 EXIT_CODES: dict[type[errors.FerryError], int] = {
     errors.Forbidden: 1,  # EPERM
+    errors.Unauthenticated: 13,  # EACCES
     errors.NotFound: 2,  # ENOENT
     errors.InUse: 16,  # EBUSY
     errors.Conflict: 16,  # EBUSY
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(block.app, name="block")
 app.add_typer(image.app, name="image")
 app.add_typer(key.app, name="key")
+app.add_typer(keystone.app, name="keystone")
 app.add_typer(server.app, name="server")
 app.add_typer(topology.app, name="topology")
 app.add_typer(volume.app, name="volume")
