@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ferry.block import ImageSpec, connect
 from ferry.block.embedded import EmbeddedCluster
 from tests.api.conftest import Site, start_site
 
@@ -297,3 +298,146 @@ def test_a_task_glance_cannot_run_fails_and_a_body_that_is_no_task_is_a_400(
     assert (r.status_code, r.json()["status"]) == (201, "failure")
     assert r.json()["message"] == "Input does not contain 'import_from' field"
     assert task_images() == before  # neither left an image behind
+
+
+# --- 7. the locations API (v2.17) -----------------------------------------------------------
+def tasks_settled(http: httpx.Client, image_id: str) -> list[dict[str, Any]]:
+    def done() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = http.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
+        return (
+            found if found and all(t["status"] in ("success", "failure") for t in found) else None
+        )
+
+    settled: list[dict[str, Any]] = wait_for(done)
+    return settled
+
+
+@pytest.fixture
+def served(web: tuple[str, Path]) -> tuple[str, bytes]:
+    """An image file on the local web server: its URL and its bytes."""
+    base, root = web
+    data = bytes(range(256)) * 2048 + b"tail"
+    (root / "located.raw").write_bytes(data)
+    return f"{base}/located.raw", data
+
+
+def test_an_http_location_with_matching_validation_data(
+    gaps: Site, http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    url, data = served
+    image_id = new_image(http, visibility="private")["id"]
+    sha256 = hashlib.sha256(data).hexdigest()
+    r = http.post(
+        f"/v2/images/{image_id}/locations",
+        json={"url": url, "validation_data": {"os_hash_algo": "sha256", "os_hash_value": sha256}},
+    )
+    assert r.status_code == 202, r.text
+    (task,) = tasks_settled(http, image_id)
+    assert (task["type"], task["status"]) == ("location_import", "success"), task["message"]
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert (image["status"], image["os_hash_algo"], image["os_hash_value"]) == (
+        "active",
+        "sha256",
+        sha256,
+    )
+    assert image["checksum"] == hashlib.md5(data, usedforsecurity=False).hexdigest() and image[
+        "size"
+    ] == len(data)
+    assert image["stores"] == "http" and image["locations"][0]["url"] == url
+    listed = http.get(f"/v2/images/{image_id}/locations").json()
+    assert listed == [{"url": url, "metadata": {"store": "http"}}]
+    # Only a queued image takes a location.
+    r = http.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=JSON)
+    assert r.status_code == 409, r.text
+    # Its data is the URL's; deleting the image leaves the URL alone and forgets it.
+    assert http.delete(f"/v2/images/{image_id}").status_code == 204
+    assert http.get(f"/v2/images/{image_id}").status_code == 404
+    log = (gaps.config.parent / "serve.log").read_text()
+    assert f"could not delete {image_id}" not in log  # nothing left for the reconciler
+
+
+def test_an_http_location_without_validation_data_is_active_and_hashed(
+    http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    url, data = served
+    image_id = new_image(http)["id"]
+    r = http.post(f"/v2/images/{image_id}/locations", json={"url": url, "validation_data": {}})
+    assert r.status_code == 202, r.text
+    assert http.get(f"/v2/images/{image_id}").json()["status"] == "active"  # at once
+    (task,) = tasks_settled(http, image_id)
+    assert task["status"] == "success", task["message"]
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert (image["os_hash_algo"], image["os_hash_value"], image["checksum"]) == (
+        "sha512",
+        hashlib.sha512(data).hexdigest(),
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+    )
+
+
+def test_an_http_location_whose_data_does_not_match(
+    http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    url, _ = served
+    image_id = new_image(http)["id"]
+    wrong = {"os_hash_algo": "sha512", "os_hash_value": "beefdead" * 16}
+    r = http.post(f"/v2/images/{image_id}/locations", json={"url": url, "validation_data": wrong})
+    assert r.status_code == 202, r.text
+    (task,) = tasks_settled(http, image_id)
+    assert task["status"] == "failure" and "not matched" in task["message"], task
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert image["status"] == "queued"
+    assert (image["os_hash_algo"], image["os_hash_value"], image["checksum"]) == (None,) * 3
+    assert image["stores"] == "http"  # Glance's http store keeps the location (LP #2076648)
+
+
+def test_malformed_locations_are_refused_up_front(
+    http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    url, data = served
+    image_id = new_image(http)["id"]
+    sha512 = hashlib.sha512(data).hexdigest()
+
+    def post(body: dict[str, Any]) -> int:
+        return http.post(f"/v2/images/{image_id}/locations", json=body, headers=JSON).status_code
+
+    for validation_data in (
+        {"os_hash_algo": "sha512", "os_hash_value": "dbc9e0f80d131e64b94913a7b40bb5"},
+        {"os_hash_value": sha512},
+        {"os_hash_algo": "sha123", "os_hash_value": sha512},
+        {"os_hash_algo": "sha512", "os_hash_value": hashlib.sha256(data).hexdigest()},
+    ):
+        assert post({"url": url, "validation_data": validation_data}) == 400, validation_data
+    assert post({"url": "gopher://info.cern.ch"}) == 400
+    assert post({"url": "rbd://0000/images/x/snap"}) == 400  # no store of this site's
+    assert post({}) == 400
+    assert http.get(f"/v2/images/{image_id}/tasks").json()["tasks"] == []
+    assert http.get(f"/v2/images/{image_id}").json()["status"] == "queued"
+
+
+def test_the_rbd_location_of_the_images_own_block_image(gaps: Site, http: httpx.Client) -> None:
+    """What Nova's and Cinder's direct snapshots do: write images/<id>@snap, then add it."""
+    image_id = new_image(http)["id"]
+    data = b"\x01" * (4 << 20) + b"\x00" * (4 << 20) + b"end"
+    cluster = connect(gaps.clusters["default_backend"])
+    try:
+        cluster.create("images", image_id, len(data))
+        with cluster.open(ImageSpec("images", image_id, None)) as block:
+            block.write(0, data)
+            block.create_snap("snap")
+            block.protect_snap("snap")
+        url = f"embedded://{cluster.fsid}/images/{image_id}/snap"
+    finally:
+        cluster.close()
+    sha512 = hashlib.sha512(data).hexdigest()
+    body = {"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha512}}
+    r = http.post(f"/v2/images/{image_id}/locations", json=body)
+    assert r.status_code == 202, r.text
+    (task,) = tasks_settled(http, image_id)
+    assert task["status"] == "success", task["message"]
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert (image["status"], image["stores"], image["size"]) == (
+        "active",
+        "default_backend",
+        len(data),
+    )
+    assert http.get(f"/v2/images/{image_id}/file").content == data

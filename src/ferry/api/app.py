@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry import errors
-from ferry.api import discovery, health, images, metadefs, tasks, volumes
+from ferry.api import discovery, health, images, locations, metadefs, tasks, volumes
 from ferry.api.auth import Authenticate
 from ferry.api.errors import ferry_error, http_error, validation_error
 from ferry.config import Config
@@ -74,6 +74,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
     app.include_router(discovery.router)
     app.include_router(health.router)
     app.include_router(images.router)
+    app.include_router(locations.router)
     app.include_router(metadefs.router)
     app.include_router(tasks.router)
     app.include_router(volumes.router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from oslo_policy.policy import RuleDefault
 
 ADMIN = "role:admin"
+SERVICE = "role:service"
 PROJECT_MEMBER = "role:member and project_id:%(project_id)s"
 PROJECT_READER = "role:reader and project_id:%(project_id)s"
 ADMIN_OR_PROJECT_MEMBER = f"{ADMIN} or ({PROJECT_MEMBER})"
@@ -42,6 +43,10 @@ _IMAGES = {
     "delete_image_location": ADMIN,  # also DELETE /v2/stores/{store}/{image}
     "get_image_location": ADMIN_OR_PROJECT_READER,
     "set_image_location": ADMIN_OR_PROJECT_MEMBER,
+    # v2.17's locations API: for Nova and Cinder (the service role) and the image's owner;
+    # listing shows backend URLs (OSSN-0090), so to services only. ferry lets admins too.
+    "add_image_location": f"{ADMIN} or {SERVICE} or ({PROJECT_MEMBER} and project_id:%(owner)s)",
+    "fetch_image_location": f"{ADMIN} or {SERVICE}",
     "add_member": ADMIN_OR_PROJECT_MEMBER,
     "delete_member": ADMIN_OR_PROJECT_MEMBER,
     "get_member": ADMIN_OR_READER_OR_SHARED_MEMBER,

@@ -56,7 +56,7 @@ from ferry.errors import (
     InvalidRequest,
     NotFound,
 )
-from ferry.images import convert
+from ferry.images import convert, locations
 from ferry.images.fetch import FetchPolicy, check_url, open_url
 from ferry.images.formats import HEAD, check_declared, inspect
 from ferry.images.service import ImageService
@@ -237,6 +237,10 @@ class Imports:
 
     def run(self, task: TaskRecord, worker: str) -> None:
         """Run a claimed task to its end (or until another worker takes it over)."""
+        if task.type == locations.TASK_TYPE:  # a location added through the v2.17 API
+            with _Job(self, task, worker) as job, contextlib.suppress(LostLease, Cancelled):
+                locations.run(self, job)
+            return
         req = ImportRequest.parse(task.input.get("import_req"))
         targets = tuple(task.input.get("backend", ()))
         with _Job(self, task, worker) as job:

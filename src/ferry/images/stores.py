@@ -135,6 +135,8 @@ class Store:
 
     def delete(self, image_id: str) -> None:
         """Remove ``images/<id>`` and its protected snapshot, as Glance's RBD store does."""
+        if self.config.type == "http":
+            return  # the data is at its URL: not the store's to remove (Glance's http store)
         cluster = self.cluster
         with cluster.open(self.spec(image_id, None)) as image:
             for snap in image.list_snaps():
