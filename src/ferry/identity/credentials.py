@@ -131,6 +131,8 @@ def _session(
     cert: tuple[str, str] | None,
     where: str,
 ) -> session.Session:
+    if "password" in {opt.dest for opt in loader.get_options()} and not options.get("password"):
+        raise InvalidRequest(f"{where}: no password (OS_PASSWORD, or the cloud's auth.password)")
     try:
         plugin = loader.load_from_options(**options)
     except ks_exc.MissingRequiredOptions as exc:
