@@ -185,6 +185,7 @@ def test_import_tripleo_then_check_then_ceph_files_from_the_command_line(tmp_pat
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "not mapped: cluster dcn1: no stack was given for it" in result.stderr
+    assert out.stat().st_mode & 0o777 == 0o600  # it holds keys (and may hold a password)
     assert ferry("topology", "check", str(out)).returncode == 0
     result = ferry("topology", "ceph-files", str(out), "-o", str(tmp_path / "etc"))
     assert result.returncode == 0, result.stderr

@@ -11,6 +11,8 @@
 - other stores: ``GlanceMultistoreConfig``, keyed by store id. Only rbd stores are kept.
 - clients: ``CephExtraKeys`` (in the stack's own cluster) and ``CephExternalMultiConfig`` keys.
 - listen: 127.0.0.1:9292 for central, 9293, 9294, ... for the others in stack order.
+- auth: Keystone's address, the glance user's password and each stack's region
+  (``ferry.tripleo_auth``); noauth when the stacks do not carry them.
 
 A stack's later files override its earlier ones parameter by parameter, as Heat merges
 ``parameter_defaults``.
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ferry import tripleo_auth
 from ferry.block.auth import Client, client_name, validate_key, write_keyring
 from ferry.config import Config, parse
 from ferry.errors import InvalidRequest
@@ -40,13 +43,14 @@ _HANDLED = {
     "GlanceBackend", "GlanceBackendID", "GlanceStoreDescription", "GlanceRbdPoolName",
     "GlanceMultistoreConfig", "GlanceEnabledImportMethods", "GlanceShowMultipleLocations",
     "NovaComputeAvailabilityZone", "CinderStorageAvailabilityZone", "NovaCrossAZAttach",
-    *_PLUGINS,
+    *_PLUGINS, *tripleo_auth.PARAMS,
 }  # fmt: skip
 _WHY = {
     "ManageNetworks": "ferry manages no networks",
     "CinderVolumeCluster": "a site's volumes are served by its own API; there is no cluster",
     "dashboard_enabled": "ferry runs no Ceph dashboard",
     "ceph_conf_overrides": "ceph-files writes only the client keyring path",
+    **tripleo_auth.WHY,
 }
 _EXTERNAL_KEYS = ("cluster", "fsid", "external_cluster_mon_ips", "keys")
 _STORE_KEYS = ("GlanceBackend", "GlanceStoreDescription", "CephClusterName",
@@ -139,7 +143,11 @@ class _Importer:
         clients: dict[str, Any] = {}
         for (client, cluster), (entry, _) in self.clients.items():
             clients.setdefault(client, {})[cluster] = entry
-        return {"clusters": clusters, "clients": clients, "sites": sites}
+        auth, per_site = tripleo_auth.auth_sections(stacks, central, self.notes)
+        for name, section in per_site.items():
+            sites[name]["auth"] = section
+        raw = {"clusters": clusters, "clients": clients, "sites": sites}
+        return raw if auth is None else {"auth": auth, **raw}
 
     def ceph(self, stack: _Stack) -> None:
         """Record the clients and cluster facts of CephExtraKeys and CephExternalMultiConfig."""

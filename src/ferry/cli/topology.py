@@ -12,6 +12,7 @@ from rich.console import Console
 from ferry import config as configuration
 from ferry import topology
 from ferry.errors import InvalidRequest
+from ferry.permissions import write_private
 
 app = typer.Typer(help="The multi-site topology: check it, import it, write client files.")
 out = Console(highlight=False)
@@ -63,7 +64,7 @@ def import_tripleo(
     if output is None:
         out.print(text, markup=False, end="")
     else:
-        output.write_text(text)
+        write_private(output, text)  # it holds cephx keys and the glance user's password
         err.print(f"wrote {output}")
     for note in imported.notes:
         err.print(f"[yellow]not mapped:[/] {note}", markup=True)
