@@ -43,7 +43,7 @@ def versions(request: Request) -> dict[str, Any]:
 
 @router.get("/v2/schemas/{name}")
 def schemas(name: str) -> JSONResponse:
-    if name not in ("image", "images", "task", "tasks"):
+    if name not in ("image", "images", "member", "members", "task", "tasks"):
         return JSONResponse({"message": "Not Found"}, status_code=404)
     return JSONResponse(schema(name))
 

@@ -10,17 +10,20 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ferry.api import render
+from ferry.api import members, render
+from ferry.api.auth import context_of, enforce
 from ferry.api.bodies import json_body, limits
 from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
+from ferry.api.members import image_access
 from ferry.errors import InvalidRequest, TooLarge
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
 from ferry.images.transfer import read_range
 
 router = APIRouter(prefix="/v2")
+router.include_router(members.router)  # an image's members are a part of it
 UPLOAD_ALIGN = 4 << 20  # batches end on object boundaries: no read-modify-write
 UPLOAD_BATCH = 8 << 20
-LIST_PARAMS = ("limit", "marker", "sort_key", "sort_dir", "sort")
+LIST_PARAMS = ("limit", "marker", "sort_key", "sort_dir", "sort", "member_status")
 
 
 def _svc(request: Request) -> ImageService:
@@ -33,7 +36,9 @@ async def create(request: Request) -> JSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
-    record = await run_in_threadpool(_svc(request).create, body, limits(request))
+    ctx = context_of(request)
+    image_access(request).check_create(ctx, body)
+    record = await run_in_threadpool(_svc(request).create, body, limits(request), ctx)
     site, stores = request.app.state.site, request.app.state.stores
     headers = {
         "Location": f"{site.url}/v2/images/{record.id}",
@@ -45,14 +50,17 @@ async def create(request: Request) -> JSONResponse:
 
 @router.get("/images")
 def list_images(request: Request) -> dict[str, Any]:
+    ctx = enforce(request, "get_images", {"project_id": context_of(request).project_id})
     query = _list_query(request)
-    records = _svc(request).list(query)
-    doc: dict[str, Any] = {"images": [render.image(r) for r in records]}
+    records = _svc(request).list(query, ctx)
+    access = image_access(request)
+    shown = [r for r in records if access.allows(ctx, r, "get_image")]
+    doc: dict[str, Any] = {"images": [render.image(r) for r in shown]}
     doc["first"] = "/v2/images"
     doc["schema"] = "/v2/schemas/images"
-    if len(records) == query.limit and records:
+    if len(records) == query.limit and shown:  # a page was full before the policy's cut
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
-        params.append(("marker", records[-1].id))
+        params.append(("marker", shown[-1].id))
         doc["next"] = "/v2/images?" + urlencode(params)
     return doc
 
@@ -84,12 +92,18 @@ def _list_query(request: Request) -> ListQuery:
             tags.append(value)
         else:
             filters[key] = value
-    return ListQuery(filters=filters, sort=sort, marker=q.get("marker"), limit=min(limit, 1000))
+    return ListQuery(
+        filters=filters,
+        sort=sort,
+        marker=q.get("marker"),
+        limit=min(limit, 1000),
+        member_status=q.get("member_status", "accepted"),
+    )
 
 
 @router.get("/images/{image_id}")
 def show(image_id: str, request: Request) -> dict[str, Any]:
-    return render.image(_svc(request).get(image_id))
+    return render.image(image_access(request).fetch(context_of(request), image_id))
 
 
 @router.patch("/images/{image_id}")
@@ -100,24 +114,32 @@ async def update(image_id: str, request: Request) -> dict[str, Any]:
     ops = await json_body(request)
     if not isinstance(ops, list):
         raise InvalidRequest("Request body must be a JSON array of operation objects.")
-    record = await run_in_threadpool(_svc(request).update, image_id, ops, limits(request), media)
+    access, ctx = image_access(request), context_of(request)
+    guard = access.patch_guard(ctx, await run_in_threadpool(access.fetch, ctx, image_id))
+    record = await run_in_threadpool(
+        _svc(request).update, image_id, ops, limits(request), media, guard
+    )
     return render.image(record)
 
 
 @router.delete("/images/{image_id}")
 def delete(image_id: str, request: Request) -> Response:
+    missing = f"Failed to find image {image_id} to delete"
+    image_access(request).fetch(context_of(request), image_id, "delete_image", missing=missing)
     _svc(request).delete(image_id)
     return empty()
 
 
 @router.put("/images/{image_id}/tags/{tag}")
 def add_tag(image_id: str, tag: str, request: Request) -> Response:
+    image_access(request).fetch(context_of(request), image_id, "modify_image")
     _svc(request).set_tag(image_id, tag, True, limits(request))
     return empty()
 
 
 @router.delete("/images/{image_id}/tags/{tag}")
 def remove_tag(image_id: str, tag: str, request: Request) -> Response:
+    image_access(request).fetch(context_of(request), image_id, "modify_image")
     _svc(request).set_tag(image_id, tag, False)
     return empty()
 
@@ -126,12 +148,22 @@ def remove_tag(image_id: str, tag: str, request: Request) -> Response:
 def action(image_id: str, action: str, request: Request) -> Response:
     if action not in ("deactivate", "reactivate"):
         raise InvalidRequest(f"Unknown action {action!r}")
+    image_access(request).fetch(context_of(request), image_id, action)  # Glance's rule names
     _svc(request).deactivate(image_id, action == "reactivate")
     return empty()
 
 
 @router.delete("/stores/{store_id}/{image_id}")
 def delete_from_store(store_id: str, image_id: str, request: Request) -> Response:
+    """Drop one store's copy: ``delete_image_location``, admin only by default, so an edge's
+    users cannot remove central's copy."""
+    image_access(request).fetch(
+        context_of(request),
+        image_id,
+        "get_image_location",
+        "delete_image_location",
+        missing=f"Failed to find image {image_id}",
+    )
     _svc(request).delete_from_store(store_id, image_id)
     return empty()
 
@@ -150,6 +182,8 @@ async def upload(image_id: str, request: Request) -> Response:
     if size is not None and size > cap:
         raise TooLarge(size_cap_message(cap))
     store_id = request.headers.get("x-image-meta-store")
+    ctx = context_of(request)
+    await run_in_threadpool(image_access(request).fetch, ctx, image_id, "upload_image")
     upload = await run_in_threadpool(_svc(request).start_upload, image_id, store_id, size)
     try:
         pending: list[bytes] = []
@@ -175,6 +209,7 @@ async def upload(image_id: str, request: Request) -> Response:
 
 @router.get("/images/{image_id}/file")
 def download(image_id: str, request: Request) -> Response:
+    image_access(request).fetch(context_of(request), image_id, "download_image")
     record, store = _svc(request).data_store(image_id)
     size = record.size or 0
     start, end = 0, size

@@ -13,6 +13,7 @@ from ferry.api.auth import context_of, enforce
 from ferry.api.bodies import json_body, limits
 from ferry.api.errors import empty
 from ferry.api.images import check_received, int_param
+from ferry.api.members import image_access
 from ferry.errors import InvalidRequest
 from ferry.images.imports import Imports
 from ferry.images.legacy_tasks import create_task as create_legacy_task
@@ -30,6 +31,11 @@ async def import_image(image_id: str, request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
+    method = body.get("method")
+    copying = isinstance(method, dict) and method.get("name") == "copy-image"
+    # Copying an image is copy_image's (admin); any other import writes data: modify_image.
+    rule = "copy_image" if copying else "modify_image"
+    await run_in_threadpool(image_access(request).fetch, context_of(request), image_id, rule)
     rid = request.scope.get("request_id")
     await run_in_threadpool(_imports(request).request, image_id, body, rid)
     return empty(202)
@@ -39,6 +45,8 @@ async def import_image(image_id: str, request: Request) -> Response:
 async def stage(image_id: str, request: Request) -> Response:
     """glance-direct's first step: the body goes to the site's staging area."""
     cap = limits(request).image_size_cap
+    ctx = context_of(request)
+    await run_in_threadpool(image_access(request).fetch, ctx, image_id, "modify_image")
     staging = await run_in_threadpool(_imports(request).start_stage, image_id)
     try:
         received = 0
@@ -57,7 +65,7 @@ async def stage(image_id: str, request: Request) -> Response:
 @router.get("/images/{image_id}/tasks")
 def image_tasks(image_id: str, request: Request) -> dict[str, Any]:
     imports = _imports(request)
-    imports.service.get(image_id)  # 404 for an unknown image
+    image_access(request).fetch(context_of(request), image_id)  # 404 unless the caller sees it
     found = imports.service.catalog.list_tasks(image_id=image_id, sort_dir="asc", limit=1000)
     return {"tasks": [render.image_task(t) for t in found]}
 
@@ -65,9 +73,8 @@ def image_tasks(image_id: str, request: Request) -> dict[str, Any]:
 @router.post("/tasks", status_code=201)
 async def create_task(request: Request) -> JSONResponse:
     """Glance's tasks API create: admin-only by default (``tasks_api_access``, ``add_task``)."""
-    target = {"project_id": context_of(request).project_id}
-    enforce(request, "tasks_api_access", target)
-    ctx = enforce(request, "add_task", target)
+    _tasks_api(request, "add_task")
+    ctx = context_of(request)
     body = await json_body(request)
     rid = request.scope.get("request_id")
     task = await run_in_threadpool(
@@ -79,6 +86,7 @@ async def create_task(request: Request) -> JSONResponse:
 
 @router.get("/tasks")
 def list_tasks(request: Request) -> dict[str, Any]:
+    _tasks_api(request, "get_tasks")
     q = request.query_params
     limit = min(int_param(q["limit"], "limit"), 1000) if "limit" in q else 25
     found = _imports(request).service.catalog.list_tasks(
@@ -98,4 +106,12 @@ def list_tasks(request: Request) -> dict[str, Any]:
 
 @router.get("/tasks/{task_id}")
 def show_task(task_id: str, request: Request) -> dict[str, Any]:
+    _tasks_api(request, "get_task")
     return render.task(_imports(request).service.catalog.get_task(task_id))
+
+
+def _tasks_api(request: Request, action: str) -> None:
+    """Glance's tasks API is admin-only by default: ``tasks_api_access``, then ``action``."""
+    target = {"project_id": context_of(request).project_id}
+    enforce(request, "tasks_api_access", target)
+    enforce(request, action, target)
