@@ -2,13 +2,15 @@
 nothing, and that the real clients then find central and an edge through the catalogue alone
 (password auth, one region per site) and reach a keystone-mode ``ferry up``.
 
-The sites are in regions of their own (``register-central``, ``register-dcn0``) and validate
-tokens as their own service user, so nothing here touches what test_clients registers."""
+The sites are in regions of their own and validate tokens as a service user of their own in a
+project of its own, all named afresh for each run (the run's Keystone may have served others),
+so nothing here touches what other tests register and the first run finds none of it."""
 
 from __future__ import annotations
 
 import copy
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,9 +35,11 @@ from tests.identity.keystone import (
 )
 
 MiB = 1 << 20
-SERVICE_USER = "ferry-register"
-PROJECT = "ferry-register-users"
-REGIONS = {"central": "register-central", "dcn0": "register-dcn0"}
+RUN = secrets.token_hex(3)
+SERVICE_USER = f"ferry-register-{RUN}"
+SERVICE_PROJECT = f"ferry-register-service-{RUN}"
+PROJECT = f"ferry-register-users-{RUN}"
+REGIONS = {"central": f"register-central-{RUN}", "dcn0": f"register-dcn0-{RUN}"}
 INTERFACES = ("public", "internal", "admin")
 pytestmark = [
     pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK60Warning"),
@@ -99,6 +103,7 @@ def registered(keystone: Keystone, tmp_path_factory: pytest.TempPathFactory) -> 
     work = tmp_path_factory.mktemp("register")
     raw = topology.example(work / "data", edges=1, ports=[free_port(), free_port()])
     section = keystone.auth_section(new_password(), REGIONS["central"], SERVICE_USER)
+    section["keystone"]["project_name"] = SERVICE_PROJECT
     raw["auth"] = section  # central has the deployment's; dcn0 its own region
     raw["sites"]["dcn0"]["auth"] = copy.deepcopy(section)
     raw["sites"]["dcn0"]["auth"]["keystone"]["region"] = REGIONS["dcn0"]
@@ -135,7 +140,7 @@ def test_the_first_run_makes_everything_and_the_second_nothing(registered: Regis
     assert {
         ("region", REGIONS["central"], ""),
         ("region", REGIONS["dcn0"], ""),
-        ("project", "service", "") ,
+        ("project", SERVICE_PROJECT, ""),
         ("user", SERVICE_USER, ""),
         ("role assignment", f"{SERVICE_USER} admin", ""),
         ("role assignment", f"{SERVICE_USER} service", ""),
@@ -169,7 +174,7 @@ def test_each_site_is_in_the_catalogue_in_its_region(registered: Registered) -> 
 
 def test_the_service_user_validates_tokens_with_admin_and_service(registered: Registered) -> None:
     password = registered.raw["auth"]["keystone"]["password"]
-    session = registered.keystone.session(SERVICE_USER, password, "service")
+    session = registered.keystone.session(SERVICE_USER, password, SERVICE_PROJECT)
     assert session.auth is not None
     assert {"admin", "service"} <= set(session.auth.get_access(session).role_names)
 
