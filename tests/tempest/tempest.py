@@ -80,17 +80,27 @@ class Results:
         others = {s: n for s, n in counts.items() if s not in ("success", "fail", "skip")}
         return line + (f" (other: {others})" if others else "")
 
-    def report(self, traceback_lines: int = 25) -> str:
-        """The summary, then every failure with the end of its traceback, then the skips."""
+    def report(self) -> str:
+        """The summary, then every failure with its traceback's gist, then the skips."""
         out = [self.summary(), f"workspace: {self.workspace}", ""]
         for test in self.failed:
             out.append(f"FAILED {test}")
-            lines = self.tests[test].traceback.rstrip().splitlines()
-            out += ["    " + ln for ln in lines[-traceback_lines:]]
+            out += ["    " + ln for ln in gist(self.tests[test].traceback)]
             out.append("")
         for test in self.skipped:
             out.append(f"skipped {test}: {self.tests[test].reason.strip()[:200]}")
         return "\n".join(out)
+
+
+def gist(traceback: str, tail: int = 6) -> list[str]:
+    """A traceback's frames in Tempest's tests (where in the test it failed) and its last
+    lines (the error, and what the server answered); the client library's frames go."""
+    lines = traceback.rstrip().splitlines()
+    keep = []
+    for i, line in enumerate(lines[:-tail]):
+        if line.lstrip().startswith("File ") and "/tempest/api/" in line:
+            keep += lines[i : i + 2]
+    return [*keep, "...", *lines[-tail:]] if keep else lines[-tail:]
 
 
 def installed() -> bool:

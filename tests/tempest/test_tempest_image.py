@@ -13,6 +13,7 @@ what ferry does beyond the base set. Targets are the real Glance 33's results in
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,13 @@ def test_tempest_image_v2(
         results = tempest.run(workspace, REGEX)
     report = results.report()
     (tmp_path / "report.txt").write_text(report)
-    if os.environ.get("FERRY_TEMPEST_REPORT_DIR"):  # a copy that outlives pytest's tmp dirs
+    if os.environ.get("FERRY_TEMPEST_REPORT_DIR"):  # copies that outlive pytest's tmp dirs
         out = Path(os.environ["FERRY_TEMPEST_REPORT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
         (out / f"tempest-{mode}.txt").write_text(report)
+        shutil.copy(workspace / "tempest-run.log", out / f"tempest-{mode}-run.log")
+        shutil.copy(workspace / "tempest.log", out / f"tempest-{mode}-tempest.log")
+        shutil.copy(tmp_path / "up.log", out / f"tempest-{mode}-ferry.log")
     print(report)
     if results.failed or len(results.passed) < MIN_PASSED[mode]:
         pytest.fail(f"{mode}: want 0 failed and >= {MIN_PASSED[mode]} passed\n{report}")
