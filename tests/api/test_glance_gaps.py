@@ -136,15 +136,10 @@ def test_web_download_of_an_unresolvable_host_fails_in_its_task(http: httpx.Clie
     }
     r = http.post(f"/v2/images/{image_id}/import", json=body)
     assert r.status_code == 202, r.text
-
-    def settled() -> dict[str, Any] | None:
-        doc: dict[str, Any] = http.get(f"/v2/images/{image_id}").json()
-        return doc if doc.get("os_glance_failed_import") else None
-
-    doc = wait_for(settled)
-    assert (doc["status"], doc["os_glance_failed_import"]) == ("queued", "default_backend")
-    (task,) = http.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
+    (task,) = tasks_settled(http, image_id)  # the image is marked first, then the task
     assert task["status"] == "failure" and "does-not.exist" in task["message"], task
+    doc = http.get(f"/v2/images/{image_id}").json()
+    assert (doc["status"], doc["os_glance_failed_import"]) == ("queued", "default_backend")
 
 
 # --- 2 and 6. Glance's 404s and 405s, in Glance's bodies ------------------------------------
