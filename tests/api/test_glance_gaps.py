@@ -341,6 +341,10 @@ def test_an_http_location_with_matching_validation_data(
     assert image["stores"] == "http" and image["locations"][0]["url"] == url
     listed = http.get(f"/v2/images/{image_id}/locations").json()
     assert listed == [{"url": url, "metadata": {"store": "http"}}]
+    # Downloads read the URL, as Glance's http store does; a range is cut from it.
+    assert http.get(f"/v2/images/{image_id}/file").content == data
+    part = http.get(f"/v2/images/{image_id}/file", headers={"Range": "bytes=1000-70000"})
+    assert (part.status_code, part.content) == (206, data[1000:70001])
     # Only a queued image takes a location.
     r = http.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=JSON)
     assert r.status_code == 409, r.text

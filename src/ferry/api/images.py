@@ -16,6 +16,7 @@ from ferry.api.bodies import json_body, limits
 from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
 from ferry.api.members import image_access
 from ferry.errors import InvalidRequest, TooLarge
+from ferry.images.locations import http_data
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
 from ferry.images.transfer import read_range
 
@@ -221,8 +222,13 @@ def download(image_id: str, request: Request) -> Response:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         status = 206
     headers["Content-Length"] = str(end - start)
+    data = (
+        http_data(request.app.state.imports, record, store, start, end)
+        if store.config.type == "http"  # the data is at its URL
+        else read_range(store.open_snap(image_id), start, end)
+    )
     return StreamingResponse(
-        read_range(store.open_snap(image_id), start, end),
+        data,
         status_code=status,
         media_type="application/octet-stream",
         headers=headers,

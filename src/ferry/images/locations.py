@@ -266,3 +266,22 @@ def _data(imports: Imports, store: Store, url: str, image_id: str) -> Iterator[b
         image.close()
         raise
     yield from read_range(image, 0, size)  # closes the image
+
+
+def http_data(
+    imports: Imports, record: ImageRecord, store: Store, start: int, end: int
+) -> Iterator[bytes]:
+    """Bytes ``[start, end)`` of an image an http store holds, read from its URL (through
+    web-download's guard), as Glance's http store serves a download."""
+    url = next(
+        loc.url for loc in record.locations if loc.store == store.id and loc.status == "active"
+    )
+    with open_url(url, imports.policy) as fetched:
+        pos = 0
+        for chunk in fetched.chunks():
+            lo, hi = max(start - pos, 0), min(end - pos, len(chunk))
+            if lo < hi:
+                yield chunk[lo:hi]
+            pos += len(chunk)
+            if pos >= end:
+                return
