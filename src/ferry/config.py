@@ -147,6 +147,12 @@ class ImportConfig(Frozen):
         30.0, gt=0, description="A worker silent this long loses its job to another worker."
     )
     workers: int = Field(1, ge=0, description="Import workers this site's server runs.")
+    manage_locations: bool = Field(
+        False,
+        description="Glance's show_multiple_locations for PATCH: clients may add locations "
+        "(URLs of this site's stores only) and remove or re-label them by JSON patch, as "
+        "Nova, Cinder and Tempest's location tests do. Off: such patches are refused.",
+    )
 
     _paths = field_validator("staging")(relative_to_file)
 

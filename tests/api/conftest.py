@@ -59,8 +59,10 @@ def start_site(
     clusters: dict[str, str],
     catalog: str | None = None,
     limits: dict[str, object] | None = None,
+    imports: dict[str, object] | None = None,
 ) -> Iterator[Site]:
-    """Write a config with stores default_backend, http, dcn0, dcn1 (and ``limits``), serve it."""
+    """Write a config with stores default_backend, http, dcn0, dcn1 (and ``limits``, more
+    ``imports`` settings), serve it."""
     port = free_port()
     stores = []
     for store_id, target in clusters.items():
@@ -87,7 +89,11 @@ def start_site(
                 "listen": f"127.0.0.1:{port}",
                 "stores": stores,
                 # web-download tests fetch from a server on 127.0.0.1, and only from there
-                "imports": {"allow_hosts": ["127.0.0.1"], "staging": str(tmp / "staging")},
+                "imports": {
+                    "allow_hosts": ["127.0.0.1"],
+                    "staging": str(tmp / "staging"),
+                    **(imports or {}),
+                },
                 "limits": limits or {},
             }
         },

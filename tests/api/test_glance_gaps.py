@@ -26,13 +26,14 @@ JSON = {"Accept": "application/json"}
 
 @pytest.fixture(scope="module")
 def gaps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One site for the module: stores default_backend and dcn0 (embedded), and http."""
+    """One site for the module: stores default_backend and dcn0 (embedded), and http; it
+    lets clients manage locations by PATCH (Tempest's extended run)."""
     tmp = tmp_path_factory.mktemp("gaps")
     clusters = {}
     for name in ("default_backend", "dcn0"):
         EmbeddedCluster.init(tmp / name, name)
         clusters[name] = str(tmp / name)
-    yield from start_site(tmp, clusters)
+    yield from start_site(tmp, clusters, imports={"manage_locations": True})
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +441,94 @@ def test_the_rbd_location_of_the_images_own_block_image(gaps: Site, http: httpx.
         len(data),
     )
     assert http.get(f"/v2/images/{image_id}/file").content == data
+
+
+# --- 7. locations by JSON patch (Glance's show_multiple_locations) ------------------------------
+def patch(http: httpx.Client, image_id: str, ops: list[dict[str, Any]]) -> httpx.Response:
+    return http.patch(f"/v2/images/{image_id}", json=ops, headers={**V20, **JSON})
+
+
+def test_a_location_added_by_patch_makes_a_queued_image_active(
+    http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    """Tempest's check_set_location: no hashing, the location as given."""
+    url, data = served
+    image_id = new_image(http)["id"]
+    r = patch(
+        http, image_id, [{"add": "/locations/-", "value": {"url": url, "metadata": {"foo": "bar"}}}]
+    )
+    assert r.status_code == 200, r.text
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert image["locations"] == [{"url": url, "metadata": {"foo": "bar", "store": "http"}}]
+    assert (image["status"], image["direct_url"], image["size"]) == ("active", url, len(data))
+    assert (image["os_hash_algo"], image["os_hash_value"]) == (None, None)
+    assert http.get(f"/v2/images/{image_id}/file").content == data
+    # Only the site's stores' own URLs; one location per store.
+    gopher = {"url": "gopher://info.cern.ch", "metadata": {}}
+    assert patch(http, image_id, [{"add": "/locations/-", "value": gopher}]).status_code == 400
+    again = {"url": f"{url}#new", "metadata": {}}
+    assert patch(http, image_id, [{"add": "/locations/-", "value": again}]).status_code == 400
+
+
+def test_validation_data_given_with_a_location_by_patch(
+    http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    """Tempest's _check_set_location_with_hash and ..._not_matching."""
+    url, _ = served
+    image_id = new_image(http)["id"]
+    given = {"checksum": "1" * 32, "os_hash_value": "deadbeef" * 16, "os_hash_algo": "sha512"}
+    value = {"url": url, "metadata": {}, "validation_data": given}
+    assert patch(http, image_id, [{"add": "/locations/-", "value": value}]).status_code == 200
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert (image["checksum"], image["os_hash_value"], image["os_hash_algo"]) == (
+        "1" * 32,
+        "deadbeef" * 16,
+        "sha512",
+    )
+    assert image["status"] == "active" and "validation_data" not in image["locations"][0]
+    for key, other in (("checksum", "2" * 32), ("os_hash_value", "beefdead" * 16)):
+        changed = {**value, "url": f"{url}#new", "validation_data": {**given, key: other}}
+        r = patch(http, image_id, [{"add": "/locations/-", "value": changed}])
+        assert (r.status_code, message(r)) == (409, f"{key} is already set with a different value")
+    assert http.get(f"/v2/images/{image_id}").json() == image
+
+
+def test_removing_and_relabelling_locations_by_patch(
+    gaps: Site, http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    """Tempest's test_delete_locations and test_replace_location, over two stores."""
+    url, data = served
+    image_id = new_image(http)["id"]
+    r = http.put(
+        f"/v2/images/{image_id}/file",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 204, r.text
+    http_loc = {"url": url, "metadata": {"speed": "88mph"}}
+    assert patch(http, image_id, [{"add": "/locations/-", "value": http_loc}]).status_code == 200
+    locs = http.get(f"/v2/images/{image_id}").json()["locations"]
+    assert [loc["metadata"]["store"] for loc in locs] == ["default_backend", "http"]
+    # Replacing with the same locations is fine, and may change their metadata only.
+    assert patch(http, image_id, [{"replace": "/locations", "value": locs}]).status_code == 200
+    locs[0]["metadata"]["date"] = "2015-10-15"
+    assert patch(http, image_id, [{"replace": "/locations", "value": locs}]).status_code == 200
+    assert http.get(f"/v2/images/{image_id}").json()["locations"] == locs
+    assert patch(http, image_id, [{"replace": "/locations", "value": locs[:1]}]).status_code == 400
+    moved = [locs[0], {**locs[1], "url": f"{url}#new3"}]
+    assert patch(http, image_id, [{"replace": "/locations", "value": moved}]).status_code == 400
+    # Removing one drops its data too; the last one stays.
+    assert patch(http, image_id, [{"remove": "/locations/0"}]).status_code == 200
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert [loc["url"] for loc in image["locations"]] == [url] and image["direct_url"] == url
+    assert image_id not in blocks_of(gaps, "default_backend")
+    r = patch(http, image_id, [{"remove": "/locations/0"}])
+    assert (r.status_code, message(r)) == (403, "Cannot remove last location in the image.")
+
+
+def blocks_of(site: Site, store: str) -> list[str]:
+    cluster = connect(site.clusters[store])
+    try:
+        return cluster.list_images("images")
+    finally:
+        cluster.close()

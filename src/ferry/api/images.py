@@ -16,6 +16,7 @@ from ferry.api.bodies import json_body, limits
 from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
 from ferry.api.members import image_access
 from ferry.errors import InvalidRequest, TooLarge
+from ferry.images.location_patch import LocationPatch
 from ferry.images.locations import http_data
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
 from ferry.images.transfer import read_range
@@ -117,8 +118,10 @@ async def update(image_id: str, request: Request) -> dict[str, Any]:
         raise InvalidRequest("Request body must be a JSON array of operation objects.")
     access, ctx = image_access(request), context_of(request)
     guard = access.patch_guard(ctx, await run_in_threadpool(access.fetch, ctx, image_id))
+    site, imports = request.app.state.site, request.app.state.imports
+    patch = LocationPatch(imports) if site.imports.manage_locations else None
     record = await run_in_threadpool(
-        _svc(request).update, image_id, ops, limits(request), media, guard
+        _svc(request).update, image_id, ops, limits(request), media, guard, patch
     )
     return render.image(record)
 

@@ -31,7 +31,7 @@ from ferry.catalog import ImageRecord, TaskRecord
 from ferry.catalog.records import Location
 from ferry.errors import Cancelled, Conflict, FerryError, InvalidRequest, NotFound
 from ferry.images.fetch import open_url
-from ferry.images.stores import RbdLocation, Store
+from ferry.images.stores import RbdLocation, Store, Stores
 from ferry.images.transfer import read_range
 
 if TYPE_CHECKING:
@@ -99,9 +99,8 @@ def _check_hex(name: str, value: str, algo: str) -> None:
         )
 
 
-def store_for(imports: Imports, url: str, image_id: str) -> Store:
+def store_for(stores: Stores, url: str, image_id: str) -> Store:
     """The site's store that holds ``url``; 400 when none does."""
-    stores = imports.service.stores
     scheme = url.partition("://")[0].lower()
     if scheme in ("http", "https"):
         for store in stores:
@@ -146,7 +145,7 @@ def add(
             f"It's not allowed to add locations if image status is {record.status}. "
             "Locations can be added to queued images only."
         )
-    store = store_for(imports, url, image_id)
+    store = store_for(imports.service.stores, url, image_id)
     task = TaskRecord(
         id=str(uuid.uuid4()),
         type=TASK_TYPE,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -43,6 +43,9 @@ from ferry.identity.context import Context
 from ferry.images.formats import check_declared
 from ferry.images.stores import Store, Stores
 from ferry.images.upload import ImageWriter
+
+if TYPE_CHECKING:
+    from ferry.images.location_patch import LocationPatch
 
 log = logging.getLogger(__name__)
 
@@ -201,27 +204,31 @@ class ImageService:
         limits: LimitsConfig = DEFAULT_LIMITS,
         media_type: str = PATCH_V21,
         guard: PatchGuard | None = None,
+        locations: LocationPatch | None = None,
     ) -> ImageRecord:
         """Apply a JSON patch (either of Glance's media types) with Glance's rules; ``guard``
-        sees each operation (kind, attribute, value) before it is applied, and may refuse it."""
+        sees each operation (kind, attribute, value) before it is applied, and may refuse it.
+        With ``locations``, operations on ``/locations`` are its (applied last, in order);
+        without, a location given is refused."""
         draft4 = media_type == PATCH_V20
         changes = [_from_draft4(op) for op in ops] if draft4 else list(ops)
         record = self.get(image_id)
         doc = _document(record)
         for op in changes:
-            _apply(doc, op, add_overwrites=not draft4, guard=guard)
+            _apply(doc, op, add_overwrites=not draft4, guard=guard, locations=locations)
         validate({k: v for k, v in doc.items() if k not in READ_ONLY})
         fields = {k: doc[k] for k in CORE - READ_ONLY - {"tags", "locations"} if k in doc}
         extra = {k: v for k, v in doc.items() if k not in CORE}
         check_quotas(extra, set(doc.get("tags", [])), limits)
         removed = set(record.properties) - set(extra)
-        return self.catalog.update_image(
+        record = self.catalog.update_image(
             image_id,
             fields={k: v for k, v in fields.items() if getattr(record, k) != v},
             set_properties={k: v for k, v in extra.items() if record.properties.get(k) != v},
             remove_properties=removed,
             tags=sorted(set(doc.get("tags", []))),
         )
+        return locations.apply(record) if locations is not None else record
 
     def delete(self, image_id: str) -> None:
         try:
@@ -438,6 +445,7 @@ def _apply(
     *,
     add_overwrites: bool = True,
     guard: PatchGuard | None = None,
+    locations: LocationPatch | None = None,
 ) -> None:
     """One JSON-patch operation on an image document, with Glance's attribute rules.
 
@@ -449,6 +457,12 @@ def _apply(
     kind, path = op.get("op"), op.get("path")
     if kind not in ("add", "replace", "remove") or not isinstance(path, str):
         raise InvalidRequest(f"Unable to find '{kind}' or a valid path in the patch operation")
+    root, slash, pos = path.removeprefix("/").partition("/")
+    if locations is not None and path.startswith("/") and root == "locations":
+        if guard is not None:
+            guard(kind, root, op.get("value"))
+        locations.collect(kind, pos if slash else None, op)
+        return
     name = path.removeprefix("/").replace("~1", "/").replace("~0", "~")
     if not path.startswith("/") or not name or "/" in name:
         raise InvalidRequest(f"Invalid JSON pointer for this resource: '{path}'")
