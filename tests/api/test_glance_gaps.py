@@ -1,6 +1,7 @@
 """What Tempest's tempest.api.image.v2 asks of the Image API beyond the reference workflow:
 the v2.0 JSON-patch form, Glance's 404s and 405s and their bodies, the health check, the
-tasks API's create, a web-download of a host that does not resolve, and the locations API."""
+tasks API's create and a web-download of a host that does not resolve (the locations API is
+in test_image_locations.py, on the same kind of site)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from ferry.block import ImageSpec, connect
 from ferry.block.embedded import EmbeddedCluster
 from tests.api.conftest import Site, start_site
 
@@ -24,10 +24,9 @@ V20 = {"Content-Type": "application/openstack-images-v2.0-json-patch"}
 JSON = {"Accept": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def gaps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One site for the module: stores default_backend and dcn0 (embedded), and http; it
-    lets clients manage locations by PATCH (Tempest's extended run)."""
+def gaps_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A site with stores default_backend and dcn0 (embedded), and http; it lets clients
+    manage locations by PATCH (Tempest's extended run)."""
     tmp = tmp_path_factory.mktemp("gaps")
     clusters = {}
     for name in ("default_backend", "dcn0"):
@@ -36,8 +35,7 @@ def gaps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     yield from start_site(tmp, clusters, imports={"manage_locations": True})
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A plain HTTP server on 127.0.0.1 (the site allows it) serving a directory."""
     root = tmp_path_factory.mktemp("www")
 
@@ -52,6 +50,16 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture(scope="module")
+def gaps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from gaps_site(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    yield from web_server(tmp_path_factory)
 
 
 @pytest.fixture
@@ -80,6 +88,17 @@ def wait_for(probe: Any, timeout: float = 60) -> Any:
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
     return found
+
+
+def tasks_settled(http: httpx.Client, image_id: str) -> list[dict[str, Any]]:
+    def done() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = http.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
+        return (
+            found if found and all(t["status"] in ("success", "failure") for t in found) else None
+        )
+
+    settled: list[dict[str, Any]] = wait_for(done)
+    return settled
 
 
 # --- 1. the v2.0 JSON-patch media type --------------------------------------------------------
@@ -294,241 +313,3 @@ def test_a_task_glance_cannot_run_fails_and_a_body_that_is_no_task_is_a_400(
     assert (r.status_code, r.json()["status"]) == (201, "failure")
     assert r.json()["message"] == "Input does not contain 'import_from' field"
     assert task_images() == before  # neither left an image behind
-
-
-# --- 7. the locations API (v2.17) -----------------------------------------------------------
-def tasks_settled(http: httpx.Client, image_id: str) -> list[dict[str, Any]]:
-    def done() -> list[dict[str, Any]] | None:
-        found: list[dict[str, Any]] = http.get(f"/v2/images/{image_id}/tasks").json()["tasks"]
-        return (
-            found if found and all(t["status"] in ("success", "failure") for t in found) else None
-        )
-
-    settled: list[dict[str, Any]] = wait_for(done)
-    return settled
-
-
-@pytest.fixture
-def served(web: tuple[str, Path]) -> tuple[str, bytes]:
-    """An image file on the local web server: its URL and its bytes."""
-    base, root = web
-    data = bytes(range(256)) * 2048 + b"tail"
-    (root / "located.raw").write_bytes(data)
-    return f"{base}/located.raw", data
-
-
-def test_an_http_location_with_matching_validation_data(
-    gaps: Site, http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    url, data = served
-    image_id = new_image(http, visibility="private")["id"]
-    sha256 = hashlib.sha256(data).hexdigest()
-    r = http.post(
-        f"/v2/images/{image_id}/locations",
-        json={"url": url, "validation_data": {"os_hash_algo": "sha256", "os_hash_value": sha256}},
-    )
-    assert r.status_code == 202, r.text
-    (task,) = tasks_settled(http, image_id)
-    assert (task["type"], task["status"]) == ("location_import", "success"), task["message"]
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert (image["status"], image["os_hash_algo"], image["os_hash_value"]) == (
-        "active",
-        "sha256",
-        sha256,
-    )
-    assert image["checksum"] == hashlib.md5(data, usedforsecurity=False).hexdigest() and image[
-        "size"
-    ] == len(data)
-    assert image["stores"] == "http" and image["locations"][0]["url"] == url
-    listed = http.get(f"/v2/images/{image_id}/locations").json()
-    assert listed == [{"url": url, "metadata": {"store": "http"}}]
-    # Downloads read the URL, as Glance's http store does; a range is cut from it.
-    assert http.get(f"/v2/images/{image_id}/file").content == data
-    part = http.get(f"/v2/images/{image_id}/file", headers={"Range": "bytes=1000-70000"})
-    assert (part.status_code, part.content) == (206, data[1000:70001])
-    # Only a queued image takes a location.
-    r = http.post(f"/v2/images/{image_id}/locations", json={"url": url}, headers=JSON)
-    assert r.status_code == 409, r.text
-    # Its data is the URL's; deleting the image leaves the URL alone and forgets it.
-    assert http.delete(f"/v2/images/{image_id}").status_code == 204
-    assert http.get(f"/v2/images/{image_id}").status_code == 404
-    log = (gaps.config.parent / "serve.log").read_text()
-    assert f"could not delete {image_id}" not in log  # nothing left for the reconciler
-
-
-def test_an_http_location_without_validation_data_is_active_and_hashed(
-    http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    url, data = served
-    image_id = new_image(http)["id"]
-    r = http.post(f"/v2/images/{image_id}/locations", json={"url": url, "validation_data": {}})
-    assert r.status_code == 202, r.text
-    assert http.get(f"/v2/images/{image_id}").json()["status"] == "active"  # at once
-    (task,) = tasks_settled(http, image_id)
-    assert task["status"] == "success", task["message"]
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert (image["os_hash_algo"], image["os_hash_value"], image["checksum"]) == (
-        "sha512",
-        hashlib.sha512(data).hexdigest(),
-        hashlib.md5(data, usedforsecurity=False).hexdigest(),
-    )
-
-
-def test_an_http_location_whose_data_does_not_match(
-    http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    url, _ = served
-    image_id = new_image(http)["id"]
-    wrong = {"os_hash_algo": "sha512", "os_hash_value": "beefdead" * 16}
-    r = http.post(f"/v2/images/{image_id}/locations", json={"url": url, "validation_data": wrong})
-    assert r.status_code == 202, r.text
-    (task,) = tasks_settled(http, image_id)
-    assert task["status"] == "failure" and "not matched" in task["message"], task
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert image["status"] == "queued"
-    assert (image["os_hash_algo"], image["os_hash_value"], image["checksum"]) == (None,) * 3
-    assert image["stores"] == "http"  # Glance's http store keeps the location (LP #2076648)
-
-
-def test_malformed_locations_are_refused_up_front(
-    http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    url, data = served
-    image_id = new_image(http)["id"]
-    sha512 = hashlib.sha512(data).hexdigest()
-
-    def post(body: dict[str, Any]) -> int:
-        return http.post(f"/v2/images/{image_id}/locations", json=body, headers=JSON).status_code
-
-    for validation_data in (
-        {"os_hash_algo": "sha512", "os_hash_value": "dbc9e0f80d131e64b94913a7b40bb5"},
-        {"os_hash_value": sha512},
-        {"os_hash_algo": "sha123", "os_hash_value": sha512},
-        {"os_hash_algo": "sha512", "os_hash_value": hashlib.sha256(data).hexdigest()},
-    ):
-        assert post({"url": url, "validation_data": validation_data}) == 400, validation_data
-    assert post({"url": "gopher://info.cern.ch"}) == 400
-    assert post({"url": "rbd://0000/images/x/snap"}) == 400  # no store of this site's
-    assert post({}) == 400
-    assert http.get(f"/v2/images/{image_id}/tasks").json()["tasks"] == []
-    assert http.get(f"/v2/images/{image_id}").json()["status"] == "queued"
-
-
-def test_the_rbd_location_of_the_images_own_block_image(gaps: Site, http: httpx.Client) -> None:
-    """What Nova's and Cinder's direct snapshots do: write images/<id>@snap, then add it."""
-    image_id = new_image(http)["id"]
-    data = b"\x01" * (4 << 20) + b"\x00" * (4 << 20) + b"end"
-    cluster = connect(gaps.clusters["default_backend"])
-    try:
-        cluster.create("images", image_id, len(data))
-        with cluster.open(ImageSpec("images", image_id, None)) as block:
-            block.write(0, data)
-            block.create_snap("snap")
-            block.protect_snap("snap")
-        url = f"embedded://{cluster.fsid}/images/{image_id}/snap"
-    finally:
-        cluster.close()
-    sha512 = hashlib.sha512(data).hexdigest()
-    body = {"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha512}}
-    r = http.post(f"/v2/images/{image_id}/locations", json=body)
-    assert r.status_code == 202, r.text
-    (task,) = tasks_settled(http, image_id)
-    assert task["status"] == "success", task["message"]
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert (image["status"], image["stores"], image["size"]) == (
-        "active",
-        "default_backend",
-        len(data),
-    )
-    assert http.get(f"/v2/images/{image_id}/file").content == data
-
-
-# --- 7. locations by JSON patch (Glance's show_multiple_locations) ------------------------------
-def patch(http: httpx.Client, image_id: str, ops: list[dict[str, Any]]) -> httpx.Response:
-    return http.patch(f"/v2/images/{image_id}", json=ops, headers={**V20, **JSON})
-
-
-def test_a_location_added_by_patch_makes_a_queued_image_active(
-    http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    """Tempest's check_set_location: no hashing, the location as given."""
-    url, data = served
-    image_id = new_image(http)["id"]
-    r = patch(
-        http, image_id, [{"add": "/locations/-", "value": {"url": url, "metadata": {"foo": "bar"}}}]
-    )
-    assert r.status_code == 200, r.text
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert image["locations"] == [{"url": url, "metadata": {"foo": "bar", "store": "http"}}]
-    assert (image["status"], image["direct_url"], image["size"]) == ("active", url, len(data))
-    assert (image["os_hash_algo"], image["os_hash_value"]) == (None, None)
-    assert http.get(f"/v2/images/{image_id}/file").content == data
-    # Only the site's stores' own URLs; one location per store.
-    gopher = {"url": "gopher://info.cern.ch", "metadata": {}}
-    assert patch(http, image_id, [{"add": "/locations/-", "value": gopher}]).status_code == 400
-    again = {"url": f"{url}#new", "metadata": {}}
-    assert patch(http, image_id, [{"add": "/locations/-", "value": again}]).status_code == 400
-
-
-def test_validation_data_given_with_a_location_by_patch(
-    http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    """Tempest's _check_set_location_with_hash and ..._not_matching."""
-    url, _ = served
-    image_id = new_image(http)["id"]
-    given = {"checksum": "1" * 32, "os_hash_value": "deadbeef" * 16, "os_hash_algo": "sha512"}
-    value = {"url": url, "metadata": {}, "validation_data": given}
-    assert patch(http, image_id, [{"add": "/locations/-", "value": value}]).status_code == 200
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert (image["checksum"], image["os_hash_value"], image["os_hash_algo"]) == (
-        "1" * 32,
-        "deadbeef" * 16,
-        "sha512",
-    )
-    assert image["status"] == "active" and "validation_data" not in image["locations"][0]
-    for key, other in (("checksum", "2" * 32), ("os_hash_value", "beefdead" * 16)):
-        changed = {**value, "url": f"{url}#new", "validation_data": {**given, key: other}}
-        r = patch(http, image_id, [{"add": "/locations/-", "value": changed}])
-        assert (r.status_code, message(r)) == (409, f"{key} is already set with a different value")
-    assert http.get(f"/v2/images/{image_id}").json() == image
-
-
-def test_removing_and_relabelling_locations_by_patch(
-    gaps: Site, http: httpx.Client, served: tuple[str, bytes]
-) -> None:
-    """Tempest's test_delete_locations and test_replace_location, over two stores."""
-    url, data = served
-    image_id = new_image(http)["id"]
-    r = http.put(
-        f"/v2/images/{image_id}/file",
-        content=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert r.status_code == 204, r.text
-    http_loc = {"url": url, "metadata": {"speed": "88mph"}}
-    assert patch(http, image_id, [{"add": "/locations/-", "value": http_loc}]).status_code == 200
-    locs = http.get(f"/v2/images/{image_id}").json()["locations"]
-    assert [loc["metadata"]["store"] for loc in locs] == ["default_backend", "http"]
-    # Replacing with the same locations is fine, and may change their metadata only.
-    assert patch(http, image_id, [{"replace": "/locations", "value": locs}]).status_code == 200
-    locs[0]["metadata"]["date"] = "2015-10-15"
-    assert patch(http, image_id, [{"replace": "/locations", "value": locs}]).status_code == 200
-    assert http.get(f"/v2/images/{image_id}").json()["locations"] == locs
-    assert patch(http, image_id, [{"replace": "/locations", "value": locs[:1]}]).status_code == 400
-    moved = [locs[0], {**locs[1], "url": f"{url}#new3"}]
-    assert patch(http, image_id, [{"replace": "/locations", "value": moved}]).status_code == 400
-    # Removing one drops its data too; the last one stays.
-    assert patch(http, image_id, [{"remove": "/locations/0"}]).status_code == 200
-    image = http.get(f"/v2/images/{image_id}").json()
-    assert [loc["url"] for loc in image["locations"]] == [url] and image["direct_url"] == url
-    assert image_id not in blocks_of(gaps, "default_backend")
-    r = patch(http, image_id, [{"remove": "/locations/0"}])
-    assert (r.status_code, message(r)) == (403, "Cannot remove last location in the image.")
-
-
-def blocks_of(site: Site, store: str) -> list[str]:
-    cluster = connect(site.clusters[store])
-    try:
-        return cluster.list_images("images")
-    finally:
-        cluster.close()
