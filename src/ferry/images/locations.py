@@ -161,19 +161,22 @@ def add(
         },
         site=imports.site,
     )
-    task = catalog.create_task(task, sole_for_image=True)
+    # The image first (a compare-and-set on queued: of two adds only one wins), then the
+    # task, so a worker never claims a task whose image is not ready for it.
+    catalog.add_location(
+        image_id,
+        Location(store.id, url, "active"),
+        expect_status=("queued",),
+        fields={
+            "status": "importing" if val else "active",
+            "os_hash_algo": val.os_hash_algo if val else DEFAULT_ALGO,
+        },
+    )
     try:
-        catalog.add_location(
-            image_id,
-            Location(store.id, url, "active"),
-            expect_status=("queued",),
-            fields={
-                "status": "importing" if val else "active",
-                "os_hash_algo": val.os_hash_algo if val else DEFAULT_ALGO,
-            },
-        )
-    except FerryError as exc:
-        catalog.update_task(task.id, status="failure", message=str(exc))
+        task = catalog.create_task(task, sole_for_image=True)
+    except FerryError:  # another import of the image is under way: undo, as it was
+        catalog.update_image(image_id, fields={"status": "queued", "os_hash_algo": None})
+        catalog.remove_location(image_id, store.id)
         raise
     return task
 
