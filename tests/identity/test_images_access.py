@@ -7,6 +7,7 @@ central (default policy) and dcn0 (a policy file that lets project members publi
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -29,11 +30,14 @@ from tests.identity.keystone import (
 
 PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 DATA = os.urandom(1 << 20)
+# Named afresh per run: the run's Keystone may hold earlier runs' users, and resetting a
+# user's password revokes the tokens it was just given within that second.
+RUN = secrets.token_hex(3)
 PEOPLE = {  # persona -> (project, roles)
-    "a": ("img-a", ("member",)),
-    "a_reader": ("img-a", ("reader",)),
-    "b": ("img-b", ("member",)),
-    "c": ("img-c", ("member",)),
+    "a": (f"img-a-{RUN}", ("member",)),
+    "a_reader": (f"img-a-{RUN}", ("reader",)),
+    "b": (f"img-b-{RUN}", ("member",)),
+    "c": (f"img-c-{RUN}", ("member",)),
 }
 
 
@@ -86,9 +90,11 @@ class Cloud:
 @pytest.fixture(scope="module")
 def cloud(keystone: Keystone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     work = tmp_path_factory.mktemp("images-access")
-    service_password = new_password()
-    keystone.service_user(service_password)
+    service_password, service_user = new_password(), f"glance-{RUN}"
+    keystone.service_user(service_password, service_user)
     raw = keystone_topology(work / "data", keystone, service_password, [free_port(), free_port()])
+    for site in raw["sites"].values():
+        site["auth"]["keystone"]["username"] = service_user
     rules = work / "dcn0-policy.yaml"
     rules.write_text('"publicize_image": "role:member and project_id:%(project_id)s"\n')
     raw["sites"]["dcn0"]["auth"]["policy_file"] = str(rules)
@@ -251,3 +257,16 @@ def test_a_policy_file_changes_a_rule_at_its_site(cloud: Cloud) -> None:
     assert made.json()["id"] in cloud.listed("b")
     reader = cloud.call("a_reader", "POST", "/v2/images", site="dcn0", json=body)
     assert reader.status_code == 403  # a reader creates nothing, whatever the visibility
+
+
+def test_volumes_and_servers_come_only_from_images_their_project_sees(cloud: Cloud) -> None:
+    image = cloud.uploaded("a", name="a-bootable")["id"]
+    volume = {"volume": {"size": 1, "name": "v", "imageRef": image}}
+    server = {"server": {"name": "s", "imageRef": image}}
+    assert cloud.call("b", "POST", "/v3/volumes", json=volume).status_code == 404
+    assert cloud.call("b", "POST", "/v2.1/servers", json=server).status_code == 404
+    b = cloud.projects["b"]
+    cloud.call("a", "POST", f"/v2/images/{image}/members", json={"member": b})
+    made = cloud.call("b", "POST", "/v3/volumes", json=volume)
+    assert made.status_code == 202, made.text
+    assert cloud.call("a", "POST", "/v3/volumes", json=volume).status_code == 202

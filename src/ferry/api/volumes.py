@@ -14,8 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ferry.api.auth import context_of
 from ferry.api.bodies import JsonRoute, limits
 from ferry.api.errors import empty
+from ferry.api.members import image_access
 from ferry.api.scope import creating, listing, owned
 from ferry.catalog import BackupRecord, ServerRecord, SnapshotRecord, VolumeRecord
 from ferry.catalog.resources import Records
@@ -112,7 +114,7 @@ def _gib(size: int | None, request: Request) -> int | None:
 def create_volume(body: VolumeRequest, request: Request) -> dict[str, Any]:
     v = body.volume
     owner = creating(request, "volume:create")
-    _readable_sources(request, v.snapshot_id, v.source_volid)
+    _readable_sources(request, v.snapshot_id, v.source_volid, v.imageRef)
     record = _svc(request).create_volume(
         **owner,
         size=_gib(v.size, request),
@@ -230,7 +232,7 @@ def restore_backup(backup_id: str, body: RestoreRequest, request: Request) -> di
 def create_server(body: ServerRequest, request: Request) -> dict[str, Any]:
     s = body.server
     owner = creating(request, "os_compute_api:servers:create")
-    _readable_sources(request, None, s.volume_id)
+    _readable_sources(request, None, s.volume_id, s.imageRef)
     record = _svc(request).create_server(
         **owner,
         name=s.name,
@@ -319,8 +321,13 @@ SERVER_ACTIONS = {
 }
 
 
-def _readable_sources(request: Request, snapshot_id: str | None, volume_id: str | None) -> None:
-    """A volume or snapshot a new record is made from must be the caller's to read."""
+def _readable_sources(
+    request: Request, snapshot_id: str | None, volume_id: str | None, image_id: str | None = None
+) -> None:
+    """A volume or snapshot a new record is made from must be the caller's to read, and an
+    image one it may see (Cinder and Nova ask Glance with the caller's token: 404 otherwise)."""
+    if image_id is not None:
+        image_access(request).fetch(context_of(request), image_id)
     if snapshot_id is not None:
         owned(request, _svc(request).snapshots, snapshot_id)
     if volume_id is not None:
