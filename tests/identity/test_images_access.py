@@ -270,3 +270,10 @@ def test_volumes_and_servers_come_only_from_images_their_project_sees(cloud: Clo
     made = cloud.call("b", "POST", "/v3/volumes", json=volume)
     assert made.status_code == 202, made.text
     assert cloud.call("a", "POST", "/v3/volumes", json=volume).status_code == 202
+
+
+def test_only_an_admin_reads_the_stores_details(cloud: Cloud) -> None:
+    assert cloud.call("a", "GET", "/v2/info/stores").status_code == 200
+    detail = cloud.call("a", "GET", "/v2/info/stores/detail")
+    assert detail.status_code == 403 and "stores_info_detail" in detail.text
+    assert cloud.call("admin", "GET", "/v2/info/stores/detail").status_code == 200

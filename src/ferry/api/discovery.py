@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from ferry.api.auth import enforce
 from ferry.images.imports import METHODS
 from ferry.images.service import schema
 from ferry.images.stores import Store
@@ -55,6 +56,8 @@ def stores(request: Request) -> dict[str, Any]:
 
 @router.get("/v2/info/stores/detail")
 def stores_detail(request: Request) -> dict[str, Any]:
+    """Stores with their backends' settings: admins' (``stores_info_detail``), as in Glance."""
+    enforce(request, "stores_info_detail", {})
     return {"stores": [_store(s, detail=True) for s in request.app.state.stores]}
 
 
