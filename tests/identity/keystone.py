@@ -197,31 +197,52 @@ class Keystone:
         return path
 
 
+class _Started:
+    """The Keystone this process started, shared by every session fixture that asks for one
+    (tests/identity's and tests/tempest's): started by the first, purged after the last."""
+
+    keystone: Keystone | None = None
+    state: Path | None = None
+    users = 0
+
+
 def keystone_for_tests() -> Iterator[Keystone]:
     """The run's Keystone (scripts/test's), or one started here for this session."""
     url = os.environ.get("FERRY_TEST_KEYSTONE_URL")
     if url:
         yield Keystone(url, os.environ["FERRY_TEST_KEYSTONE_ADMIN_PASSWORD"])
         return
+    if _Started.keystone is None:
+        _Started.keystone, _Started.state = _start_keystone()
+    _Started.users += 1
+    try:
+        yield _Started.keystone
+    finally:
+        _Started.users -= 1
+        if _Started.users == 0 and _Started.state is not None:
+            subprocess.run([str(KEYSTONE_DEV), "purge", str(_Started.state / "keystone")],
+                           timeout=120)  # fmt: skip
+            shutil.rmtree(_Started.state, ignore_errors=True)
+            _Started.keystone = _Started.state = None
+
+
+def _start_keystone() -> tuple[Keystone, Path]:
     if not (KEYSTONE_VENV / "bin" / "keystone-manage").exists():
         require(SKIP_REASON)
     # Under /var/tmp: as root, keystone-dev's own PostgreSQL runs as the postgres OS user, which
     # must reach its directory (pytest's /tmp/pytest-of-root is 0700).
     state = Path(tempfile.mkdtemp(prefix="ferry-keystone.", dir="/var/tmp"))
     state.chmod(0o755)
-    port = free_port_pair()
-    args = [str(KEYSTONE_DEV), "start", str(state / "keystone"), str(port)]
+    args = [str(KEYSTONE_DEV), "start", str(state / "keystone"), str(free_port_pair())]
     if os.environ.get("FERRY_TEST_POSTGRES_URL"):
         args.append(os.environ["FERRY_TEST_POSTGRES_URL"])
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            require(f"scripts/keystone-dev start failed:\n{proc.stderr[-3000:]}")
-        out = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-        yield Keystone(out["url"], out["admin_password"])
-    finally:
-        subprocess.run([str(KEYSTONE_DEV), "stop", str(state / "keystone")], timeout=120)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        subprocess.run([str(KEYSTONE_DEV), "purge", str(state / "keystone")], timeout=120)
         shutil.rmtree(state, ignore_errors=True)
+        require(f"scripts/keystone-dev start failed:\n{proc.stderr[-3000:]}")
+    out = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    return Keystone(out["url"], out["admin_password"]), state
 
 
 def free_port_pair() -> int:
