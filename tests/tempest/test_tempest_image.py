@@ -51,13 +51,14 @@ def central_topology(
     data: Path, keystone: Keystone, service_password: str, *, extended: bool
 ) -> dict[str, Any]:
     """The guide's central alone (its stores default_backend, dcn0 and dcn1 on the three
-    embedded clusters), in keystone mode; with ``extended``, also the http store ``web``."""
+    embedded clusters), in keystone mode; with ``extended``, also the http store ``web`` and
+    locations by JSON patch."""
     raw = keystone_topology(data, keystone, service_password, [free_port() for _ in range(3)])
     raw["sites"] = {"central": raw["sites"]["central"]}
     if extended:
-        raw["sites"]["central"]["stores"].append(
-            {"id": "web", "type": "http", "description": "read-only http store"}
-        )
+        central = raw["sites"]["central"]
+        central["stores"].append({"id": "web", "type": "http", "description": "http store"})
+        central["imports"]["manage_locations"] = True  # Glance's show_multiple_locations
     return raw
 
 
