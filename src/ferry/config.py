@@ -37,6 +37,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ferry.block.auth import OsdCaps, client_name, validate_key
+from ferry.cacheconf import CacheConfig
 from ferry.confbase import Frozen, relative_to_file
 from ferry.errors import InvalidRequest
 from ferry.identity.config import AuthConfig, TlsConfig
@@ -285,6 +286,7 @@ class SiteConfig(Frozen):
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig.model_validate({}))
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
     recovery: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig.model_validate({}))
+    cache: CacheConfig = Field(default_factory=lambda: CacheConfig.model_validate({}))
     auth: AuthConfig | None = Field(None, description="This site's auth, if not the deployment's.")
     tls: TlsConfig | None = Field(None, description="Certificate and key: serve https.")
 

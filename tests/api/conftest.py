@@ -60,9 +60,10 @@ def start_site(
     catalog: str | None = None,
     limits: dict[str, object] | None = None,
     imports: dict[str, object] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Iterator[Site]:
     """Write a config with stores default_backend, http, dcn0, dcn1 (and ``limits``, more
-    ``imports`` settings), serve it."""
+    ``imports`` settings, ``extra`` site sections), serve it."""
     port = free_port()
     stores = []
     for store_id, target in clusters.items():
@@ -95,6 +96,7 @@ def start_site(
                     **(imports or {}),
                 },
                 "limits": limits or {},
+                **(extra or {}),
             }
         },
     }

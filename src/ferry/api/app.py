@@ -13,12 +13,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry import errors
-from ferry.api import discovery, health, images, locations, metadefs, tasks, volumes
+from ferry.api import cache, discovery, health, images, locations, metadefs, tasks, volumes
 from ferry.api.auth import Authenticate
 from ferry.api.errors import ferry_error, http_error, validation_error
 from ferry.config import Config
 from ferry.identity.keystone import Tokens
 from ferry.identity.policy import Policy
+from ferry.images.cache import ImageCache
 from ferry.images.imports import Worker
 from ferry.services import open_site
 
@@ -47,13 +48,16 @@ def create_app(config: Config, site_name: str) -> FastAPI:
             app.state.imports = services.imports
             app.state.volumes = services.volumes
             app.state.reconciler = services.reconciler
+            app.state.cache = ImageCache(site.cache, site_name, services.images, services.imports)
             workers = [Worker(services.imports) for _ in range(site.imports.workers)]
             for worker in workers:
                 worker.start()
             services.reconciler.start()  # its first pass finishes what a dead process left
+            app.state.cache.start()
             try:
                 yield
             finally:
+                app.state.cache.stop()
                 services.reconciler.stop()
                 for worker in workers:
                     worker.stop()
@@ -74,6 +78,7 @@ def create_app(config: Config, site_name: str) -> FastAPI:
     app.include_router(discovery.router)
     app.include_router(health.router)
     app.include_router(images.router)
+    app.include_router(cache.router)
     app.include_router(locations.router)
     app.include_router(metadefs.router)
     app.include_router(tasks.router)

@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ferry.api import members, render
 from ferry.api.auth import context_of, enforce
 from ferry.api.bodies import json_body, limits
+from ferry.api.cache import site_cache
 from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
 from ferry.api.members import image_access
 from ferry.errors import InvalidRequest, TooLarge
+from ferry.images.cache import read_cached
 from ferry.images.location_patch import LocationPatch
 from ferry.images.locations import http_data
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
@@ -131,6 +133,7 @@ def delete(image_id: str, request: Request) -> Response:
     missing = f"Failed to find image {image_id} to delete"
     image_access(request).fetch(context_of(request), image_id, "delete_image", missing=missing)
     _svc(request).delete(image_id)
+    site_cache(request).forget(image_id)
     return empty()
 
 
@@ -225,8 +228,11 @@ def download(image_id: str, request: Request) -> Response:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         status = 206
     headers["Content-Length"] = str(end - start)
+    cached = site_cache(request).open(record)  # the site's own copy, counted as a hit
     data = (
-        http_data(request.app.state.imports, record, store, start, end)
+        read_cached(cached, start, end)
+        if cached is not None
+        else http_data(request.app.state.imports, record, store, start, end)
         if store.config.type == "http"  # the data is at its URL
         else read_range(store.open_snap(image_id), start, end)
     )

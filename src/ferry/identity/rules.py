@@ -61,6 +61,10 @@ _IMAGES = {
     "modify_task": ADMIN,
     "tasks_api_access": ADMIN,
     "stores_info_detail": ADMIN,
+    "cache_list": ADMIN,  # /v2/cache: Glance's defaults
+    "cache_image": ADMIN,
+    "cache_delete": ADMIN,
+    "cache_clear": ADMIN,
 }
 
 _METADEFS = {
