@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from ferry.catalog import Catalog
 from ferry.config import Config
+from ferry.images import glance_download
 from ferry.images.imports import Imports
 from ferry.images.service import ImageService
 from ferry.images.stores import Stores
@@ -42,7 +43,11 @@ def open_site(config: Config, site_name: str) -> Iterator[SiteServices]:
         try:
             images = ImageService(catalog, stores, config.owner)
             imports = Imports(
-                images, site_name, site.imports, max_image_size=site.limits.image_size_cap
+                images,
+                site_name,
+                site.imports,
+                max_image_size=site.limits.image_size_cap,
+                regions=glance_download.regions(config, site_name),
             )
             volumes = VolumeService(config, site_name, images, imports)
             reconciler = Reconciler(site_name, images, imports, volumes, site.recovery)

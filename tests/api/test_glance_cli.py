@@ -74,7 +74,9 @@ def blocks(site: Site, store: str) -> list[str]:
 def test_stores_info_is_glances(site: Site) -> None:
     with site.http() as http:
         assert http.get("/v2/info/stores").json() == reference("info-stores.json")
-        assert http.get("/v2/info/import").json() == reference("info-import.json")
+        methods = http.get("/v2/info/import").json()
+        methods["import-methods"]["value"].remove("glance-download")  # Glance 33 ran without
+        assert methods == reference("info-import.json")
         assert http.get("/v2/schemas/image").json() == reference("schemas-image.json")
         root = http.get("/")
         assert root.status_code == 300

@@ -18,6 +18,7 @@ from ferry.api.errors import RangeNotSatisfiable, UnsupportedPatch, empty
 from ferry.api.members import image_access
 from ferry.errors import InvalidRequest, TooLarge
 from ferry.images.cache import read_cached
+from ferry.images.imports import METHODS
 from ferry.images.location_patch import LocationPatch
 from ferry.images.locations import http_data
 from ferry.images.service import PATCH_TYPES, ImageService, ListQuery
@@ -46,7 +47,7 @@ async def create(request: Request) -> JSONResponse:
     site, stores = request.app.state.site, request.app.state.stores
     headers = {
         "Location": f"{site.url}/v2/images/{record.id}",
-        "OpenStack-image-import-methods": "glance-direct,web-download,copy-image",
+        "OpenStack-image-import-methods": ",".join(METHODS),
         "OpenStack-image-store-ids": ",".join(stores.ids),
     }
     return JSONResponse(render.image(record), status_code=201, headers=headers)

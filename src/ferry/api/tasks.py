@@ -15,6 +15,7 @@ from ferry.api.errors import empty
 from ferry.api.images import check_received, int_param
 from ferry.api.members import image_access
 from ferry.errors import InvalidRequest
+from ferry.images import glance_download
 from ferry.images.imports import Imports
 from ferry.images.legacy_tasks import create_task as create_legacy_task
 
@@ -35,9 +36,15 @@ async def import_image(image_id: str, request: Request) -> Response:
     copying = isinstance(method, dict) and method.get("name") == "copy-image"
     # Copying an image is copy_image's (admin); any other import writes data: modify_image.
     rule = "copy_image" if copying else "modify_image"
-    await run_in_threadpool(image_access(request).fetch, context_of(request), image_id, rule)
+    ctx, access, imports = context_of(request), image_access(request), _imports(request)
+    await run_in_threadpool(access.fetch, ctx, image_id, rule)
+    source = None
+    if isinstance(method, dict) and method.get("name") == glance_download.METHOD:
+        # the worker has no caller: what needs the caller's rights is checked now
+        check = glance_download.check
+        source = await run_in_threadpool(check, body, ctx, access, imports.regions)
     rid = request.scope.get("request_id")
-    await run_in_threadpool(_imports(request).request, image_id, body, rid)
+    await run_in_threadpool(imports.request, image_id, body, rid, source)
     return empty(202)
 
 

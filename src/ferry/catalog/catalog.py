@@ -118,10 +118,11 @@ class Catalog:
                 self._put_location(conn, image.id, loc)
             return self._load_one(conn, image.id)
 
-    def get_image(self, image_id: str) -> ImageRecord:
-        """The image with this id; NotFound if it never existed or was deleted."""
+    def get_image(self, image_id: str, viewer: listing.Viewer | None = None) -> ImageRecord:
+        """The image with this id; NotFound if it never existed, was deleted, or (with a
+        ``viewer``) is not the viewer's to see."""
         with self._transaction(write=False) as conn:
-            return self._load_one(conn, image_id)
+            return self._load_one(conn, image_id, viewer)
 
     def list_images(
         self,
@@ -517,10 +518,13 @@ class Catalog:
             )
         )
 
-    def _load_one(self, conn: Connection, image_id: str) -> ImageRecord:
-        row = conn.execute(
-            select(images).where(images.c.id == image_id, images.c.status != "deleted")
-        ).first()
+    def _load_one(
+        self, conn: Connection, image_id: str, viewer: listing.Viewer | None = None
+    ) -> ImageRecord:
+        query = select(images).where(images.c.id == image_id, images.c.status != "deleted")
+        if viewer is not None:
+            query = query.where(listing.visible_to(viewer))
+        row = conn.execute(query).first()
         if row is None:
             raise NotFound(f"No image found with ID {image_id}")
         return self._load(conn, [row])[0]

@@ -81,15 +81,6 @@ class Members:
             raise NotFound(f"{member_id} not found in the member list of the image {image_id}.")
         return _record(row)
 
-    def status_of(self, image_id: str, member_id: str | None) -> MemberStatus | None:
-        """The project's answer, or None when it is not a member (or no project is given)."""
-        if member_id is None:
-            return None
-        try:
-            return self.get(image_id, member_id).status
-        except NotFound:
-            return None
-
     def list(self, image_id: str, *, member_id: str | None = None) -> list[MemberRecord]:
         """The image's members, oldest first; with ``member_id``, that project's row only."""
         query = select(image_members).where(image_members.c.image_id == image_id)

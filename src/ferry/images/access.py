@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferry.catalog import Catalog, ImageRecord
+from ferry.catalog.listing import Viewer
 from ferry.errors import Forbidden, NotFound
 from ferry.identity.context import Context
 from ferry.identity.policy import Policy
@@ -45,19 +46,6 @@ class ImageAccess:
         self.catalog = catalog
         self.policy = policy
 
-    def visible(self, ctx: Context, record: ImageRecord) -> bool:
-        """Glance's ``is_image_visible``: may the caller know the image exists?"""
-        if ctx.can_see_all() or record.owner is None:
-            return True
-        if record.visibility in ("public", "community"):
-            return True
-        if ctx.project_id is None:
-            return False
-        if record.owner == ctx.project_id:
-            return True
-        member = self.catalog.members.status_of(record.id, ctx.project_id)
-        return record.visibility == "shared" and member is not None
-
     def fetch(
         self, ctx: Context, image_id: str, *actions: str, missing: str | None = None
     ) -> ImageRecord:
@@ -66,12 +54,10 @@ class ImageAccess:
         NotFound (with ``missing`` as its message, if given) when it does not exist or is not
         the caller's to see; Forbidden when an action is not allowed on an image it sees.
         """
-        try:
-            record = self.catalog.get_image(image_id)
+        try:  # Glance's is_image_visible, in the query (catalog.listing.visible_to)
+            record = self.catalog.get_image(image_id, Viewer(ctx.project_id, ctx.can_see_all()))
         except NotFound as exc:
             raise NotFound(missing or str(exc)) from exc
-        if not self.visible(ctx, record):
-            raise NotFound(missing or f"No image found with ID {image_id}")
         for action in actions or ("get_image",):
             self.check(ctx, record, action, missing=missing)
         return record

@@ -59,6 +59,7 @@ from ferry.errors import (
 from ferry.images import convert, locations
 from ferry.images.fetch import FetchPolicy, check_url, open_url
 from ferry.images.formats import HEAD, check_declared, inspect
+from ferry.images.glance_download import INPUT, METHOD, Origin
 from ferry.images.service import ImageService
 from ferry.images.stores import SNAP, Store
 from ferry.images.transfer import transfer
@@ -67,14 +68,14 @@ from ferry.permissions import make_dir
 
 log = logging.getLogger(__name__)
 
-METHODS = ("glance-direct", "web-download", "copy-image")
+METHODS = ("glance-direct", "web-download", "copy-image", METHOD)
 TASK_TYPE = "api_image_import"
 TASK_EXPIRY = timedelta(hours=48)  # Glance keeps finished tasks this long
 IMPORT_TASK = "os_glance_import_task"
 IMPORTING = "os_glance_importing_to_stores"
 FAILED = "os_glance_failed_import"
 # The status an image waits for its ingest in (copy-image needs an active image instead).
-WAITING = {"web-download": "queued", "glance-direct": "uploading"}
+WAITING = {"web-download": "queued", "glance-direct": "uploading", METHOD: "queued"}
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,15 @@ class Imports:
     """The imports of one site: requests from its API, jobs for its workers."""
 
     def __init__(
-        self, service: ImageService, site: str, config: ImportConfig, max_image_size: int = 1 << 40
+        self,
+        service: ImageService,
+        site: str,
+        config: ImportConfig,
+        max_image_size: int = 1 << 40,
+        regions: frozenset[str] = frozenset(),
     ) -> None:
         self.service = service
+        self.regions = regions  # those a glance-download may name (glance_download.regions)
         self.max_image_size = max_image_size  # a converted image's virtual size, at most
         self.site = site
         self.config = config
@@ -138,12 +145,19 @@ class Imports:
 
     # --- requests ------------------------------------------------------------------------
     def request(
-        self, image_id: str, body: Mapping[str, Any], request_id: str | None = None
+        self,
+        image_id: str,
+        body: Mapping[str, Any],
+        request_id: str | None = None,
+        source: Mapping[str, str] | None = None,
     ) -> TaskRecord:
-        """Check an import request as Glance does, record its task, mark the image."""
+        """Check an import request as Glance does, record its task, mark the image.
+
+        ``source``: a glance-download's, as ``glance_download.check`` found it."""
         req = ImportRequest.parse(body)
         record = self.service.get(image_id)
         targets = self._targets(record, req)
+        more = {INPUT: dict(source or {})} if req.method == METHOD else {}
         task = TaskRecord(
             id=str(uuid.uuid4()),
             type=TASK_TYPE,
@@ -151,7 +165,12 @@ class Imports:
             image_id=image_id,
             request_id=request_id,
             user_id=self.service.owner,
-            input={"image_id": image_id, "import_req": dict(body), "backend": list(targets)},
+            input={
+                "image_id": image_id,
+                "import_req": dict(body),
+                "backend": list(targets),
+                **more,
+            },
             site=self.site,
         )
         task = self.service.catalog.create_task(task, sole_for_image=True)
@@ -195,6 +214,10 @@ class Imports:
                     raise InvalidRequest(f"Image is already present at store '{store_id}'")
         elif req.method == "glance-direct" and record.status != "uploading":
             raise Conflict("Image needs to be staged before 'glance-direct' method can be used")
+        elif req.method == METHOD and record.status != "queued":
+            raise Conflict(
+                f"Image status transition from {record.status} to importing is not allowed"
+            )
         elif req.method == "web-download":
             if record.status != "queued":
                 raise Conflict(
@@ -245,9 +268,11 @@ class Imports:
         targets = tuple(task.input.get("backend", ()))
         with _Job(self, task, worker) as job:
             try:
-                if req.method != "copy-image" and job.checkpoint.get("phase") != "copy":
+                origin = self._origin(task) if req.method == METHOD else None
+                copying = req.method == "copy-image" or origin is not None
+                if not copying and job.checkpoint.get("phase") != "copy":
                     self._ingest(job, req, targets[0])
-                failed = self._copy(job, req, targets)
+                failed = self._copy(job, req, targets, origin)
                 self._succeed(job, failed)
             except Stopping:
                 log.info("task %s is left at its checkpoint: the server is stopping", task.id)
@@ -343,15 +368,19 @@ class Imports:
             with contextlib.suppress(OSError):
                 self.staged(image_id).unlink()
 
-    def _copy(self, job: _Job, req: ImportRequest, targets: tuple[str, ...]) -> list[str]:
-        """Copy the image into every target that lacks it; the stores that failed."""
+    def _copy(
+        self, job: _Job, req: ImportRequest, targets: tuple[str, ...], origin: Origin | None = None
+    ) -> list[str]:
+        """Copy the image (or a glance-download's ``origin``) into every target that lacks
+        it; the stores that failed."""
         image_id = job.task.image_id or ""
         record = self.service.get(image_id)
+        data = origin.record if origin else record  # the image whose bytes are copied
         todo = [s for s in targets if s not in record.stores]
         if not todo:
             return []
-        source = self._source_store(record, todo)
-        job.total = record.size
+        source = origin.store if origin else self._source_store(record, todo)
+        job.total = data.size
         resume = job.checkpoint.get("targets") == todo and "offset" in job.checkpoint
         start = int(job.checkpoint.get("offset", 0)) if resume else 0
         failed: dict[str, FerryError] = {}
@@ -360,7 +389,7 @@ class Imports:
             for store_id in todo:
                 try:
                     dests[store_id] = _destination(
-                        self._store(store_id), image_id, record, fresh=not resume
+                        self._store(store_id), image_id, data, fresh=not resume
                     )
                 except FerryError as exc:
                     failed[store_id] = exc
@@ -373,25 +402,32 @@ class Imports:
                 job.done(end)
                 job.commit(offset=end)
 
-            with source.open_snap(image_id) as src:
+            with source.open_snap(data.id) as src:
                 outcome = transfer(
                     src,
                     dests,
-                    expected_sha512=record.os_hash_value,
+                    expected_sha512=data.os_hash_value,
                     start=start,
                     on_window=on_window,
                 )
             job.commit(written=outcome.written, read=outcome.read)
             failed.update(outcome.failed)
             ok = [s for s in todo if s in dests and s not in failed]
-            if req.must_succeed and failed:
+            if failed and (req.must_succeed or (origin and not ok)):
                 raise next(iter(failed.values()))
+            # glance-download: the first location makes the image the origin's copy
+            first = (
+                origin.activation(outcome.sha512) if origin and record.status != "active" else {}
+            )
             for store_id in ok:
                 _seal(dests.pop(store_id))
                 failpoints.reach("copy.sealed")
                 store = self._store(store_id)
                 job.check()
-                self.service.catalog.add_location(image_id, store.active_location(image_id))
+                self.service.catalog.add_location(
+                    image_id, store.active_location(image_id), **first
+                )
+                first = {}
                 self._done_with(image_id, store_id)
         except LostLease:
             for image in dests.values():  # the new holder goes on writing them
@@ -454,6 +490,10 @@ class Imports:
         if store is None:
             raise NotFound(f"Store for identifier {store_id} not found")
         return store
+
+    def _origin(self, task: TaskRecord) -> Origin:
+        source = task.input.get(INPUT) or {}
+        return Origin.find(self.service.catalog, self.service.stores, self.site, source)
 
     def _source_store(self, record: ImageRecord, todo: list[str]) -> Store:
         """A store of this site holding the image: the site's default store first."""
