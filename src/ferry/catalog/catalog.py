@@ -230,12 +230,15 @@ class Catalog:
         *,
         expect_status: Collection[str] | None = None,
         fields: Mapping[str, object] | None = None,
+        set_properties: Mapping[str, str] | None = None,
     ) -> ImageRecord:
         """Add or replace the image's location in a store (a replaced one keeps its place)."""
         rows.location(location)
         changes = rows.image_fields(fields or {})
+        props = rows.properties(set_properties or {})
         with self._transaction(write=True) as conn:
             self._change(conn, image_id, expect_status, changes)
+            self._set_properties(conn, image_id, props, ())
             self._put_location(conn, image_id, location)
             return self._load_one(conn, image_id)
 
