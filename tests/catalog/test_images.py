@@ -229,6 +229,35 @@ def test_locations_keep_their_order_and_are_replaced_in_place(catalog: Catalog) 
         catalog.remove_location(image.id, "nowhere")
 
 
+def test_an_http_store_holds_several_urls_of_an_image(catalog: Catalog) -> None:
+    image = catalog.create_image(ImageRecord(id=new_id()))
+    catalog.add_location(image.id, Location("default_backend", "rbd://d/x"))
+    for url in ("http://a/x", "http://a/x#new"):
+        image = catalog.add_location(image.id, Location("web", url), one_per_store=False)
+    relabelled = Location("web", "http://a/x", metadata={"date": "2015-10-15"})
+    image = catalog.add_location(image.id, relabelled, one_per_store=False)  # in place
+    assert [(loc.store, loc.url) for loc in image.locations] == [
+        ("default_backend", "rbd://d/x"),
+        ("web", "http://a/x"),
+        ("web", "http://a/x#new"),
+    ]
+    assert image.locations[1] == relabelled and image.stores == ("default_backend", "web")
+    # A block store keeps one: another URL there replaces it, in its place.
+    image = catalog.add_location(image.id, Location("default_backend", "rbd://d/y"))
+    assert [loc.url for loc in image.locations][:2] == ["rbd://d/y", "http://a/x"]
+    image = catalog.remove_location(image.id, "web", url="http://a/x")
+    assert [loc.url for loc in image.locations] == ["rbd://d/y", "http://a/x#new"]
+    with pytest.raises(NotFound):
+        catalog.remove_location(image.id, "web", url="http://a/x")
+    catalog.add_location(image.id, Location("web", "http://a/z"), one_per_store=False)
+    image = catalog.remove_location(image.id, "web")  # every URL of the store
+    assert [loc.url for loc in image.locations] == ["rbd://d/y"]
+    catalog.add_location(image.id, Location("web", "http://a/z"), one_per_store=False)
+    catalog.add_location(image.id, Location("web", "http://a/w"), one_per_store=False)
+    catalog.delete_image(image.id)
+    assert sorted(catalog.owners.deleted_locations(image.id)) == ["default_backend", "web"]
+
+
 def test_add_location_with_transition_is_atomic(catalog: Catalog) -> None:
     image = catalog.create_image(ImageRecord(id=new_id(), status="saving"))
     done = catalog.add_location(

@@ -6,14 +6,18 @@ import multiprocessing
 import threading
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, insert, inspect
 
-from ferry.catalog import Catalog, ImageRecord
-from ferry.catalog.schema import metadata
+from ferry.catalog import Catalog, ImageRecord, Location
+from ferry.catalog.catalog import MIGRATIONS
+from ferry.catalog.records import utcnow
+from ferry.catalog.schema import image_locations, metadata
 
-HEAD = "0007"  # the newest revision
+HEAD = "0008"  # the newest revision
 TABLES = {"alembic_version", "images", "image_properties", "image_tags", "image_locations", "tasks",
           "volumes", "volume_snapshots", "servers", "backups", "holders", "leases",
           "image_members", "metadef_namespaces", "metadef_resource_types", "metadef_associations",
@@ -89,3 +93,39 @@ def test_concurrent_first_migrations_in_one_process_take_turns(catalog_url: str)
         catalog.close()
     assert [repr(e) for e in errors] == []
     assert schema_of(catalog_url)[:2] == (TABLES, HEAD)
+
+
+def alembic_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Upgrade (or downgrade) the catalogue at ``url`` to ``revision``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_0008_keys_locations_by_position_so_a_store_may_hold_several(catalog_url: str) -> None:
+    alembic_to(catalog_url, "0007")
+    now = utcnow()
+    with Catalog(catalog_url) as catalog:
+        catalog.create_image(ImageRecord(id="i-1", locations=(Location("web", "http://a/x"),)))
+    alembic_to(catalog_url, "head")
+    engine = create_engine(catalog_url)
+    try:
+        with engine.begin() as conn:
+            key = inspect(conn).get_pk_constraint("image_locations")["constrained_columns"]
+            assert key == ["image_id", "position"]
+            row = {"image_id": "i-1", "store": "web", "status": "active", "metadata": {}}
+            row |= {"url": "http://a/x#new", "position": 1, "created_at": now, "updated_at": now}
+            conn.execute(insert(image_locations).values(row))
+    finally:
+        engine.dispose()
+    with Catalog(catalog_url) as catalog:
+        urls = [loc.url for loc in catalog.get_image("i-1").locations]
+        assert urls == ["http://a/x", "http://a/x#new"]
+        alembic_to(catalog_url, "0007", down=True)  # one per store again: the first stays
+        assert [loc.url for loc in catalog.get_image("i-1").locations] == ["http://a/x"]

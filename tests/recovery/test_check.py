@@ -7,13 +7,17 @@ import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from ferry.block import connect
-from ferry.catalog import Catalog, ImageRecord
+from ferry.catalog import Catalog, ImageRecord, Location
 from ferry.catalog.owners import Holder
 from ferry.catalog.records import utcnow
+from ferry.images.service import ImageService
+from ferry.recovery.check import verify_locations
 from tests.recovery.conftest import Crashable, MiB
 from tests.recovery.test_crash import _image_at, _server, _volume, data
 
@@ -105,3 +109,15 @@ def test_reset_status_is_an_admins_way_out(sites: Crashable) -> None:
     assert sites.call("dcn0", "DELETE", spath).status_code == 204
     assert sites.call("dcn0", "DELETE", vpath).status_code == 202
     sites.stop()
+
+
+def test_check_leaves_an_http_stores_urls_alone(tmp_path: Path) -> None:
+    """An http store's data is at its URLs (several per image): no block image to check."""
+    web = SimpleNamespace(config=SimpleNamespace(type="http"))
+    with Catalog(f"sqlite:///{tmp_path / 'catalog.db'}") as catalog:
+        catalog.migrate()
+        catalog.create_image(ImageRecord(id="i-1", status="active", size=4))
+        for url in ("http://a/x", "http://a/x#new"):
+            catalog.add_location("i-1", Location("web", url), one_per_store=False)
+        images = cast(ImageService, SimpleNamespace(catalog=catalog, stores={"web": web}))
+        assert verify_locations(images, deep=True) == []

@@ -228,18 +228,23 @@ class Catalog:
         image_id: str,
         location: Location,
         *,
+        one_per_store: bool = True,
         expect_status: Collection[str] | None = None,
         fields: Mapping[str, object] | None = None,
         set_properties: Mapping[str, str] | None = None,
     ) -> ImageRecord:
-        """Add or replace the image's location in a store (a replaced one keeps its place)."""
+        """Add or replace the image's location in a store (a replaced one keeps its place).
+
+        With ``one_per_store`` off (an http store, which may hold several URLs of an image),
+        only a location with the same URL in that store is replaced; another is added.
+        """
         rows.location(location)
         changes = rows.image_fields(fields or {})
         props = rows.properties(set_properties or {})
         with self._transaction(write=True) as conn:
             self._change(conn, image_id, expect_status, changes)
             self._set_properties(conn, image_id, props, ())
-            self._put_location(conn, image_id, location)
+            self._put_location(conn, image_id, location, one_per_store)
             return self._load_one(conn, image_id)
 
     def remove_location(
@@ -247,19 +252,20 @@ class Catalog:
         image_id: str,
         store: str,
         *,
+        url: str | None = None,
         expect_status: Collection[str] | None = None,
         fields: Mapping[str, object] | None = None,
     ) -> ImageRecord:
-        """Remove the image's location in a store; NotFound if it has none there."""
+        """Remove the image's locations in a store (only ``url``'s, if given); NotFound if it
+        has none there."""
         changes = rows.image_fields(fields or {})
+        where = [image_locations.c.image_id == image_id]
+        where.append(image_locations.c.store == self.store_key(store))
+        if url is not None:
+            where.append(image_locations.c.url == url)
         with self._transaction(write=True) as conn:
             self._change(conn, image_id, expect_status, changes)
-            gone = conn.execute(
-                delete(image_locations).where(
-                    image_locations.c.image_id == image_id,
-                    image_locations.c.store == self.store_key(store),
-                )
-            )
+            gone = conn.execute(delete(image_locations).where(*where))
             if gone.rowcount == 0:
                 raise NotFound(f"Image {image_id} is not stored in store {store}.")
             return self._load_one(conn, image_id)
@@ -497,16 +503,19 @@ class Catalog:
                 insert(image_tags), [{"image_id": image_id, "value": v} for v in sorted(missing)]
             )
 
-    def _put_location(self, conn: Connection, image_id: str, loc: Location) -> None:
+    def _put_location(
+        self, conn: Connection, image_id: str, loc: Location, one_per_store: bool = True
+    ) -> None:
+        """Replace the image's location in the store (with ``loc``'s URL, unless
+        ``one_per_store``), or add it at the end; the caller holds the image row's lock."""
         now = utcnow()
         key = self.store_key(loc.store)
         metadata = {k: v for k, v in loc.metadata.items() if k != "store"}  # this site's name
         values = {"url": loc.url, "status": loc.status, "metadata": metadata, "updated_at": now}
-        replaced = conn.execute(
-            update(image_locations)
-            .where(image_locations.c.image_id == image_id, image_locations.c.store == key)
-            .values(values)
-        )
+        same = [image_locations.c.image_id == image_id, image_locations.c.store == key]
+        if not one_per_store:
+            same.append(image_locations.c.url == loc.url)
+        replaced = conn.execute(update(image_locations).where(*same).values(values))
         if replaced.rowcount:
             return
         last = conn.execute(

@@ -186,7 +186,9 @@ class Owners:
         with self._catalog._transaction(write=False) as conn:
             return list(
                 conn.execute(
-                    select(image_locations.c.store).where(image_locations.c.image_id == image_id)
+                    select(image_locations.c.store)
+                    .where(image_locations.c.image_id == image_id)
+                    .distinct()  # an http store may hold several URLs of the image
                 ).scalars()
             )
 

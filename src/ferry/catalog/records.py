@@ -91,7 +91,8 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Location:
-    """Where one store holds an image's data; one per image and store."""
+    """Where one store holds an image's data: one per image in a block store, any number
+    (their URLs) in an http store."""
 
     store: str
     url: str
@@ -133,7 +134,7 @@ class ImageRecord:
     @property
     def stores(self) -> tuple[str, ...]:
         """Ids of the stores holding the image's data (active locations), sorted."""
-        return tuple(sorted(loc.store for loc in self.locations if loc.status == "active"))
+        return tuple(sorted({loc.store for loc in self.locations if loc.status == "active"}))
 
 
 @dataclass(frozen=True)

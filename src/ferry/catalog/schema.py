@@ -108,13 +108,15 @@ image_tags = Table(
     Index(None, "value"),
 )
 
+# A block store holds one location per image (its URL follows from the store); an http store
+# may hold several URLs of one image, as Glance's. Rows are keyed by their place in the list.
 image_locations = Table(
     "image_locations",
     metadata,
     Column("image_id", String(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
-    Column("store", String(255), primary_key=True),
     # Glance lists locations in the order they landed; direct_url is the first.
-    Column("position", Integer, nullable=False),
+    Column("position", Integer, primary_key=True),
+    Column("store", String(255), nullable=False),
     Column("url", Text, nullable=False),
     Column("status", String(20), nullable=False),
     Column("metadata", NullableJSON, nullable=False),

@@ -237,7 +237,8 @@ class ImageService:
             raise NotFound(f"Failed to find image {image_id} to delete") from exc
         if record.protected:
             raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-        stores = [s for s in (self.stores.get(loc.store) for loc in record.locations) if s]
+        held = dict.fromkeys(loc.store for loc in record.locations)  # an http store: once
+        stores = [s for s in (self.stores.get(store_id) for store_id in held) if s]
         if any(s.in_use(image_id) for s in stores):
             raise InUse(
                 f"Image {image_id} could not be deleted because it is in use: The image cannot "
@@ -336,7 +337,7 @@ class ImageService:
             raise NotFound(f"Failed to find image {image_id}") from exc
         if store_id not in {loc.store for loc in record.locations}:
             raise NotFound(f"Image {image_id} is not stored in store {store_id}.")
-        if len(record.locations) == 1:
+        if all(loc.store == store_id for loc in record.locations):  # its URLs, if http
             raise Forbidden(
                 "Cannot delete image data from the only store containing it. "
                 "Consider deleting the image instead."
