@@ -197,10 +197,10 @@ def test_a_location_added_by_patch_makes_a_queued_image_active(
     assert (image["status"], image["direct_url"], image["size"]) == ("active", url, len(data))
     assert (image["os_hash_algo"], image["os_hash_value"]) == (None, None)
     assert http.get(f"/v2/images/{image_id}/file").content == data
-    # Only the site's stores' own URLs; one location per store.
+    # Only the site's stores' own URLs, each once.
     gopher = {"url": "gopher://info.cern.ch", "metadata": {}}
     assert patch(http, image_id, [{"add": "/locations/-", "value": gopher}]).status_code == 400
-    again = {"url": f"{url}#new", "metadata": {}}
+    again = {"url": url, "metadata": {}}
     assert patch(http, image_id, [{"add": "/locations/-", "value": again}]).status_code == 400
 
 
@@ -258,6 +258,89 @@ def test_removing_and_relabelling_locations_by_patch(
     assert image_id not in blocks_of(gaps, "default_backend")
     r = patch(http, image_id, [{"remove": "/locations/0"}])
     assert (r.status_code, message(r)) == (403, "Cannot remove last location in the image.")
+
+
+def test_several_urls_in_the_http_store(http: httpx.Client, served: tuple[str, bytes]) -> None:
+    """Tempest's check_set_multiple_locations, test_replace_location, test_delete_locations:
+    ``<url>`` and ``<url>#new`` both in the http store, kept in order."""
+    url, data = served
+    image_id = new_image(http)["id"]
+    for value in ({"url": url, "metadata": {"foo": "bar"}},
+                  {"url": f"{url}#new", "metadata": {"speed": "88mph"}}):  # fmt: skip
+        assert patch(http, image_id, [{"add": "/locations/-", "value": value}]).status_code == 200
+    image = http.get(f"/v2/images/{image_id}").json()
+    locs = image["locations"]
+    assert [loc["url"] for loc in locs] == [url, f"{url}#new"] and locs[1]["metadata"] == {
+        "speed": "88mph",
+        "store": "http",
+    }
+    assert (image["status"], image["direct_url"], image["stores"]) == ("active", url, "http")
+    assert (image["os_hash_algo"], image["os_hash_value"]) == (None, None)
+    assert http.get(f"/v2/images/{image_id}/locations").json() == locs
+    assert http.get(f"/v2/images/{image_id}/file").content == data
+    # Replace: the same URLs in order, their metadata changed in place; nothing else.
+    assert patch(http, image_id, [{"replace": "/locations", "value": locs}]).status_code == 200
+    locs[0]["metadata"]["date"] = "2015-10-15"
+    assert patch(http, image_id, [{"replace": "/locations", "value": locs}]).status_code == 200
+    assert patch(http, image_id, [{"replace": "/locations", "value": locs[:1]}]).status_code == 400
+    moved = [locs[0], {**locs[1], "url": f"{url}#new3"}]
+    assert patch(http, image_id, [{"replace": "/locations", "value": moved}]).status_code == 400
+    assert http.get(f"/v2/images/{image_id}").json()["locations"] == locs
+    # Remove by position: the first goes, the other becomes direct_url; not the last.
+    assert patch(http, image_id, [{"remove": "/locations/0"}]).status_code == 200
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert image["locations"] == locs[1:] and image["direct_url"] == f"{url}#new"
+    assert http.get(f"/v2/images/{image_id}/file").content == data
+    assert patch(http, image_id, [{"remove": "/locations/0"}]).status_code == 403
+    assert http.delete(f"/v2/images/{image_id}").status_code == 204
+    assert http.get(f"/v2/images/{image_id}").status_code == 404
+
+
+def test_a_second_url_with_the_images_hashes(http: httpx.Client, served: tuple[str, bytes]) -> None:
+    """Tempest's test_set_location_with_hash_second_matching (and ..._not_matching: 409)."""
+    url, _ = served
+    image_id = new_image(http)["id"]
+    given = {"checksum": "1" * 32, "os_hash_value": "deadbeef" * 16, "os_hash_algo": "sha512"}
+    for n, loc_url in enumerate((url, f"{url}#new", f"{url}#new")):
+        value = {"url": loc_url, "metadata": {}, "validation_data": given}
+        r = patch(http, image_id, [{"add": "/locations/-", "value": value}])
+        assert r.status_code == (400 if n == 2 else 200), r.text  # the same URL twice: 400
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert len(image["locations"]) == 2 and image["status"] == "active"
+    assert [image[k] for k in given] == list(given.values())
+    assert all("validation_data" not in loc for loc in image["locations"])
+    other = {**given, "os_hash_value": "beefdead" * 16}
+    value = {"url": f"{url}#other", "metadata": {}, "validation_data": other}
+    assert patch(http, image_id, [{"add": "/locations/-", "value": value}]).status_code == 409
+    assert len(http.get(f"/v2/images/{image_id}").json()["locations"]) == 2
+
+
+def test_stores_delete_drops_every_url_of_the_http_store(
+    gaps: Site, http: httpx.Client, served: tuple[str, bytes]
+) -> None:
+    """``DELETE /v2/stores/http/ID``: all the store's URLs go; not if it is the only store."""
+    url, data = served
+    only_http, image_id = new_image(http)["id"], new_image(http)["id"]
+    r = http.put(f"/v2/images/{image_id}/file", content=data,
+                 headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    assert r.status_code == 204, r.text
+    for some_id in (only_http, image_id):
+        for loc_url in (url, f"{url}#new"):
+            value = {"url": loc_url, "metadata": {}}
+            assert (
+                patch(http, some_id, [{"add": "/locations/-", "value": value}]).status_code == 200
+            )
+    assert http.delete(f"/v2/stores/http/{only_http}").status_code == 403  # its only store
+    assert http.get(f"/v2/images/{image_id}").json()["stores"] == "default_backend,http"
+    assert http.delete(f"/v2/stores/http/{image_id}").status_code == 204
+    image = http.get(f"/v2/images/{image_id}").json()
+    assert (image["stores"], len(image["locations"])) == ("default_backend", 1)
+    assert http.get(f"/v2/images/{image_id}/file").content == data
+    # The block store keeps one location: its own URL again is refused.
+    again = {"url": image["direct_url"], "metadata": {}}
+    assert patch(http, image_id, [{"add": "/locations/-", "value": again}]).status_code == 400
+    assert http.delete(f"/v2/images/{image_id}").status_code == 204
+    assert image_id not in blocks_of(gaps, "default_backend")
 
 
 def blocks_of(site: Site, store: str) -> list[str]:

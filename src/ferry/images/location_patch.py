@@ -6,11 +6,13 @@ The older way clients (Nova, Cinder, Tempest) manage locations, on when the site
 - ``add /locations/-`` with ``{"url", "metadata", "validation_data"}``: the URL must be one of
   the site's stores' own (see ``locations.store_for``); a ``queued`` image becomes ``active``
   at once with the validation data as its hashes, nothing read (Glance's old API);
-- ``remove /locations/N``: not the last one, of an ``active`` image; its data goes too;
+- ``remove /locations/N``: not the last one, of an ``active`` image; a block store's data
+  goes too (an http store's stays at its URL);
 - ``replace /locations`` with the same URLs in the same order: changes their metadata only.
 
-The catalogue keeps one location per store, so a second URL in a store it already holds is
-refused (400), and a location is added at the end only. Validation data follows Glance's
+The http store holds any number of an image's URLs, as Glance's; a block store one location
+per image (its URL follows from the store), so a second one there is refused (400). A
+location is added at the end only. Validation data follows Glance's
 409s: a value differing from the image's, a new value on an image that is not ``queued``,
 a hash that is not sha512 or of the wrong size.
 """
@@ -72,16 +74,18 @@ class LocationPatch:
         if url in {loc.url for loc in held}:
             raise InvalidRequest(f"The location {url} already exists")
         store = store_for(self.imports.service.stores, url, record.id)
-        if store.id in {loc.store for loc in held}:
+        several = store.config.type == "http"
+        if not several and store.id in {loc.store for loc in held}:
             raise InvalidRequest(
                 f"Image {record.id} already has a location in store {store.id}; "
-                "ferry keeps one location per store"
+                "a block store keeps one location per image"
             )
         if record.status == "queued":
             fields |= {"status": "active", "size": self._size(store, url, record.id)}
         return self.imports.service.catalog.add_location(
             record.id,
             Location(store.id, url, "active", metadata),
+            one_per_store=not several,
             expect_status=(record.status,),
             fields=fields,
         )
@@ -97,8 +101,15 @@ class LocationPatch:
         index = _position(pos, len(held), allow_end=False)
         if index is None:
             raise InvalidRequest("Invalid position for removing a location.")
-        self.imports.service.delete_from_store(held[index].store, record.id)  # and its data
-        return self.imports.service.get(record.id)
+        loc, service = held[index], self.imports.service
+        store = service.stores.get(loc.store)
+        if store is None or store.config.type != "http":
+            service.delete_from_store(loc.store, record.id)  # and its data
+            return service.get(record.id)
+        # One of the http store's URLs: the others stay; the data is the URL's, not ours.
+        return service.catalog.remove_location(
+            record.id, loc.store, url=loc.url, expect_status=("active",)
+        )
 
     def _replace(self, record: ImageRecord, value: Any) -> ImageRecord:
         if not isinstance(value, list) or not value:
@@ -121,8 +132,8 @@ class LocationPatch:
         catalog = self.imports.service.catalog
         for loc, (url, metadata) in zip(held, wanted, strict=True):
             if {"store": loc.store, **metadata} != loc.metadata:
-                record = catalog.add_location(
-                    record.id, Location(loc.store, url, "active", metadata)
+                record = catalog.add_location(  # the row of this URL (one of several, if http)
+                    record.id, Location(loc.store, url, "active", metadata), one_per_store=False
                 )
         return record
 
