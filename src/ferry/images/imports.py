@@ -281,7 +281,10 @@ class Imports:
             except Cancelled:
                 log.info("task %s stopped: image %s was deleted", task.id, task.image_id)
             except Exception as exc:
-                log.warning("import task %s failed: %s", task.id, exc, exc_info=exc)
+                # A FerryError says what went wrong in one line (a host that does not resolve,
+                # a refused URL, a bad image); only the unexpected gets a traceback.
+                trace = None if isinstance(exc, FerryError) else exc
+                log.warning("import task %s failed: %s", task.id, exc, exc_info=trace)
                 self._fail(job, req, targets, exc)
 
     def ensure(self, image_id: str, store_id: str, worker: str) -> TaskRecord | None:
